@@ -1,0 +1,1 @@
+"""WebSub federation bridge for the Mercure hub (built in a later issue)."""

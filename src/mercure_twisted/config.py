@@ -1,0 +1,104 @@
+"""The hub's configuration: one frozen object, validated once at start.
+
+``tap.py`` builds it from (in increasing precedence) built-in defaults, the
+TOML file given by ``--config``, the environment (the Go hub's
+``MERCURE_*`` variables) and command-line flags, then calls
+``HubConfig.validate`` (via ``load_config``) so that a setting that cannot
+work stops the start with one clear line instead of failing on the first
+request.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+__all__ = [
+    "DEV_JWT_SECRET",
+    "ConfigError",
+    "HubConfig",
+    "KeySpec",
+    "Protocol",
+    "Role",
+]
+
+Role = Literal["publisher", "subscriber"]
+Protocol = Literal["0", "1", "both"]
+
+#: The documented well-known secret of ``--dev``.  Never use it in production:
+#: anyone who reads this line can mint tokens for a ``--dev`` hub.
+DEV_JWT_SECRET = "!ChangeThisMercureHubJWTSecretKey!"
+
+#: Algorithms a token may be signed with.  ``none`` is never accepted.
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGORITHMS = (
+    "RS256", "RS384", "RS512",
+    "PS256", "PS384", "PS512",
+    "ES256", "ES384", "ES512",
+    "EdDSA",
+)
+SUPPORTED_ALGORITHMS = HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line for the operator."""
+
+
+@attrs.frozen
+class KeySpec:
+    """One trusted verification key (or JWKS URL) for one role.
+
+    ``key`` is an HMAC secret or a PEM public key; ``jwks_url`` is a JWK Set
+    fetched with treq.  Exactly one of them is set.  ``issuer`` binds the key
+    to a draft-08 ``iss``; ``None`` means "the issuer configured globally with
+    ``--issuer``, or any issuer for draft-07 tokens (which carry none)".
+    """
+
+    role: Role
+    alg: str = "HS256"
+    key: str | None = attrs.field(default=None, repr=False)
+    jwks_url: str | None = None
+    issuer: str | None = None
+
+
+@attrs.frozen
+class HubConfig:
+    """Every setting of the hub, with the defaults of ``twistd mercure``."""
+
+    listen: tuple[str, ...] = ("tcp:3000",)
+    keys: tuple[KeySpec, ...] = ()
+    anonymous: bool = False
+    cors_origins: tuple[str, ...] = ()
+    publish_origins: tuple[str, ...] = ()
+    cookie_name: str | None = None  # None: each draft's default name
+    subscriptions: bool = False
+    heartbeat: float = 40.0  # seconds; 0 disables
+    write_timeout: float = 600.0  # seconds; 0 disables
+    dispatch_timeout: float = 5.0  # seconds; 0 disables
+    max_body_size: int = 1024 * 1024  # bytes
+    public_url: str | None = None  # e.g. https://hub.example.com/.well-known/mercure
+    issuers: tuple[str, ...] = ()  # draft-08 iss values the keys are bound to
+    protocol: Protocol = "both"
+    history_size: int = 1000
+    transport: str = "memory://"
+    dev: bool = False
+    debug_ui: bool = False
+    # Limits (400 beyond them): matchers per subscription and their length,
+    # topics per update.
+    max_matchers: int = 100
+    max_matcher_length: int = 2048
+    max_topics: int = 100
+    # A subscriber whose unwritten events exceed this many bytes is cut off.
+    max_subscriber_buffer: int = 4 * 1024 * 1024
+
+    def keys_for(self, role: Role) -> tuple[KeySpec, ...]:
+        return tuple(k for k in self.keys if k.role == role)
+
+    @property
+    def accepts_draft07(self) -> bool:
+        return self.protocol in ("0", "both")
+
+    @property
+    def accepts_draft08(self) -> bool:
+        return self.protocol in ("1", "both")

@@ -102,3 +102,8 @@ class HubConfig:
     @property
     def accepts_draft08(self) -> bool:
         return self.protocol in ("1", "both")
+
+
+from ._configload import load_config  # noqa: E402
+
+__all__ += ["load_config"]

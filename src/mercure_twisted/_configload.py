@@ -274,19 +274,17 @@ def _issuer_tables(value: Any, path: str, base: str) -> list[dict[str, Any]]:
 # -- from merged settings to HubConfig -----------------------------------------
 
 
-def _role_keys(
-    settings: Mapping[str, Any], role: Role, issuer: str | None, where: str
-) -> list[KeySpec]:
+def _role_keys(settings: Mapping[str, Any], role: Role, issuer: str | None) -> list[KeySpec]:
     """The KeySpecs one role gets from ``{role}_jwt_key/_jwt_alg/_jwks_url``.
 
     The algorithm defaults to HS256 for a key; a JWKS URL without an explicit
     algorithm defaults to RS256 (an HMAC secret is never published in a JWKS).
+    An algorithm without a key configures nothing (the Go hub's Docker image
+    sets the ``*_ALG`` variables while the keys may come later).
     """
     key = settings.get(f"{role}_jwt_key")
     alg = settings.get(f"{role}_jwt_alg")
     jwks_url = settings.get(f"{role}_jwks_url")
-    if alg is not None and key is None and jwks_url is None:
-        raise ConfigError(f"{role}_jwt_alg is set{where} but no {role}_jwt_key or {role}_jwks_url")
     specs: list[KeySpec] = []
     if key is not None:
         specs.append(KeySpec(role=role, alg=alg or "HS256", key=key, issuer=issuer))
@@ -311,7 +309,7 @@ def _build(settings: dict[str, Any], issuer_tables: list[dict[str, Any]]) -> Hub
 
     keys: list[KeySpec] = []
     for role in ROLES:
-        keys.extend(_role_keys(settings, role, None, ""))
+        keys.extend(_role_keys(settings, role, None))
     issuers: list[str] = []
     if "issuer" in settings:
         issuers.append(settings["issuer"])
@@ -320,7 +318,7 @@ def _build(settings: dict[str, Any], issuer_tables: list[dict[str, Any]]) -> Hub
         if iss not in issuers:
             issuers.append(iss)
         for role in ROLES:
-            keys.extend(_role_keys(table, role, iss, f" for issuer {iss!r}"))
+            keys.extend(_role_keys(table, role, iss))
 
     hub_fields = {a.name for a in attrs.fields(HubConfig)} - {"keys", "issuers"}
     fields: dict[str, Any] = {k: v for k, v in settings.items() if k in hub_fields}

@@ -393,7 +393,9 @@ def validate(config: HubConfig) -> None:
         if not iss:
             raise ConfigError("issuer must not be empty")
 
-    check_key_spec = _check_key_spec()
+    # Late import: auth imports config, and config re-exports load_config.
+    from .auth import check_key_spec
+
     for spec in config.keys:
         who = spec.role + (f" key for issuer {spec.issuer!r}" if spec.issuer else " key")
         if spec.alg not in SUPPORTED_ALGORITHMS:
@@ -404,17 +406,7 @@ def validate(config: HubConfig) -> None:
             raise ConfigError(f"{who}: empty key")
         if spec.jwks_url is not None and not _is_http_url(spec.jwks_url):
             raise ConfigError(f"{who}: JWKS URL must be an absolute http(s) URL, not {spec.jwks_url!r}")
-        if check_key_spec is not None:
-            check_key_spec(spec)
-
-
-def _check_key_spec() -> Callable[[KeySpec], None] | None:
-    # Late import: auth imports config, and config re-exports load_config.
-    try:
-        from .auth import check_key_spec  # type: ignore[attr-defined]
-    except ImportError:  # TODO: remove once mercure_twisted.auth lands
-        return None
-    return check_key_spec  # type: ignore[no-any-return]
+        check_key_spec(spec)
 
 
 # -- entry point ---------------------------------------------------------------

@@ -1,0 +1,213 @@
+"""twistd mercure: option parsing, endpoint backlog, open files limit."""
+
+from __future__ import annotations
+
+import pathlib
+import resource
+
+import pytest
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from mercure_twisted.config import DEV_JWT_SECRET, HubConfig, KeySpec
+from mercure_twisted.tap import DEFAULT_BACKLOG, Options, raise_nofile_limit, with_backlog
+
+SECRET = "a-secret-of-at-least-thirty-two-bytes!!"
+
+
+def parse(*args: str, environ: dict[str, str] | None = None) -> HubConfig:
+    options = Options(environ=environ or {})
+    options.parseOptions(list(args))
+    return options.hub_config
+
+
+def usage_error(*args: str, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(usage.UsageError) as info:
+        parse(*args, environ=environ)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+# -- Options ------------------------------------------------------------------------
+
+
+def test_no_flags_gives_the_defaults() -> None:
+    assert parse() == HubConfig()
+
+
+def test_every_flag() -> None:
+    config = parse(
+        "--listen", "tcp:3000:interface=127.0.0.1",
+        "--listen", "tcp6:3001",
+        "--publisher-jwt-key", "p-" + SECRET,
+        "--publisher-jwt-alg", "HS512",
+        "--subscriber-jwt-key", "s-" + SECRET,
+        "--subscriber-jwt-alg", "HS384",
+        "--anonymous",
+        "--cors-origins", "https://a.example.com http://localhost:8080",
+        "--publish-origins", "https://a.example.com",
+        "--cookie-name", "auth",
+        "--subscriptions",
+        "--heartbeat", "0",
+        "--write-timeout", "30.5",
+        "--dispatch-timeout", "1",
+        "--max-body-size", "2048",
+        "--public-url", "https://hub.example.com/.well-known/mercure",
+        "--issuer", "https://auth.example.com",
+        "--protocol", "1",
+        "--history-size", "0",
+        "--transport", "redis://localhost:6379/0",
+    )
+    assert config == HubConfig(
+        listen=("tcp:3000:interface=127.0.0.1", "tcp6:3001"),
+        keys=(
+            KeySpec(role="publisher", alg="HS512", key="p-" + SECRET),
+            KeySpec(role="subscriber", alg="HS384", key="s-" + SECRET),
+        ),
+        anonymous=True,
+        cors_origins=("https://a.example.com", "http://localhost:8080"),
+        publish_origins=("https://a.example.com",),
+        cookie_name="auth",
+        subscriptions=True,
+        heartbeat=0.0,
+        write_timeout=30.5,
+        dispatch_timeout=1.0,
+        max_body_size=2048,
+        public_url="https://hub.example.com/.well-known/mercure",
+        issuers=("https://auth.example.com",),
+        protocol="1",
+        history_size=0,
+        transport="redis://localhost:6379/0",
+    )
+
+
+def test_jwks_flags() -> None:
+    config = parse(
+        "--publisher-jwks-url", "https://a.example.com/jwks",
+        "--subscriber-jwks-url", "https://b.example.com/jwks",
+        "--subscriber-jwt-alg", "ES256",
+    )
+    assert config.keys == (
+        KeySpec(role="publisher", alg="RS256", jwks_url="https://a.example.com/jwks"),
+        KeySpec(role="subscriber", alg="ES256", jwks_url="https://b.example.com/jwks"),
+    )
+
+
+def test_dev_flag() -> None:
+    config = parse("--dev")
+    assert config.dev and config.anonymous and config.subscriptions and config.debug_ui
+    assert [k.key for k in config.keys] == [DEV_JWT_SECRET, DEV_JWT_SECRET]
+
+
+def test_flags_not_given_do_not_override_the_file(tmp_path: pathlib.Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text('listen = "tcp:4000"\nheartbeat = 7\nprotocol = "0"\nanonymous = true\n')
+    config = parse("--config", str(toml))
+    assert config.listen == ("tcp:4000",)
+    assert (config.heartbeat, config.protocol, config.anonymous) == (7.0, "0", True)
+    config = parse("--config", str(toml), "--heartbeat", "9", "--listen", "tcp:5000")
+    assert (config.heartbeat, config.listen) == (9.0, ("tcp:5000",))
+
+
+def test_environment_between_file_and_flags(tmp_path: pathlib.Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text('transport = "redis://file"\n')
+    environ = {"MERCURE_TRANSPORT_URL": "redis://env"}
+    assert parse("-c", str(toml), environ=environ).transport == "redis://env"
+    assert parse("-c", str(toml), "--transport", "redis://flag", environ=environ).transport == "redis://flag"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--heartbeat", "soon"), "Parameter type enforcement failed: 'soon' is not a number of seconds"),
+        (("--heartbeat", "-1"), "Parameter type enforcement failed: '-1' is not a non-negative number of seconds"),
+        (("--write-timeout", "nan"), "Parameter type enforcement failed: 'nan' is not a non-negative number of seconds"),
+        (("--history-size", "1.5"), "Parameter type enforcement failed: '1.5' is not an integer"),
+        (("--history-size", "-2"), "Parameter type enforcement failed: '-2' is negative"),
+        (("--max-body-size", "0"), "Parameter type enforcement failed: '0' is not a positive number of bytes"),
+        (("--protocol", "2"), "Parameter type enforcement failed: --protocol must be 1, 0 or both, not '2'"),
+        (("--cors-origins", "https://a.example.com/"), "cors_origins: 'https://a.example.com/' is not \"*\" or an origin like https://example.com[:port]"),
+        (("--public-url", "hub.example.com"), "public_url must be an absolute http(s) URL, not 'hub.example.com'"),
+        (("--publisher-jwt-key", SECRET, "--publisher-jwt-alg", "none"), "publisher key: unsupported algorithm 'none'"),
+        (("--nope",), "option --nope not recognized"),
+    ],
+)
+def test_usage_errors(args: tuple[str, ...], message: str) -> None:
+    assert usage_error(*args).startswith(message)
+
+
+def test_config_file_errors_are_usage_errors(tmp_path: pathlib.Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text("colour = 1\n")
+    assert usage_error("--config", str(toml)) == f"unknown key 'colour' in {toml}"
+    assert usage_error("--config", str(tmp_path / "none.toml")).startswith("cannot read config file ")
+
+
+def test_help_lists_every_flag() -> None:
+    text = str(Options(environ={}))
+    for flag in (
+        "listen", "config", "publisher-jwt-key", "publisher-jwt-alg", "subscriber-jwt-key",
+        "subscriber-jwt-alg", "publisher-jwks-url", "subscriber-jwks-url", "anonymous",
+        "cors-origins", "publish-origins", "cookie-name", "subscriptions", "heartbeat",
+        "write-timeout", "dispatch-timeout", "max-body-size", "public-url", "issuer",
+        "protocol", "history-size", "transport", "dev",
+    ):
+        assert f"--{flag}" in text
+
+
+# -- backlog ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("tcp:3000", f"tcp:3000:backlog={DEFAULT_BACKLOG}"),
+        ("tcp:3000:interface=127.0.0.1", f"tcp:3000:interface=127.0.0.1:backlog={DEFAULT_BACKLOG}"),
+        ("tcp6:3000:interface=\\:\\:1", f"tcp6:3000:interface=\\:\\:1:backlog={DEFAULT_BACKLOG}"),
+        ("3000", f"tcp:3000:backlog={DEFAULT_BACKLOG}"),
+        ("3000:interface=127.0.0.1", f"tcp:3000:interface=127.0.0.1:backlog={DEFAULT_BACKLOG}"),
+        ("ssl:443:privateKey=k.pem:certKey=c.pem", f"ssl:443:privateKey=k.pem:certKey=c.pem:backlog={DEFAULT_BACKLOG}"),
+        ("tcp:3000:backlog=50", "tcp:3000:backlog=50"),
+        ("tcp:3000:interface=127.0.0.1:backlog=10", "tcp:3000:interface=127.0.0.1:backlog=10"),
+        # An escaped colon is part of a value, not a "backlog=" parameter.
+        ("ssl:443:privateKey=a\\:backlog=1.pem", f"ssl:443:privateKey=a\\:backlog=1.pem:backlog={DEFAULT_BACKLOG}"),
+        ("unix:/run/mercure.sock", "unix:/run/mercure.sock"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_with_backlog(description: str, expected: str) -> None:
+    assert with_backlog(description) == expected
+
+
+def test_with_backlog_result_is_what_twisted_parses() -> None:
+    from twisted.internet.testing import MemoryReactor
+
+    reactor = MemoryReactor()
+    endpoint = endpoints.serverFromString(reactor, with_backlog("tcp:3000:interface=127.0.0.1"))
+    assert isinstance(endpoint, endpoints.TCP4ServerEndpoint)
+    assert (endpoint._port, endpoint._interface, endpoint._backlog) == (3000, "127.0.0.1", DEFAULT_BACKLOG)
+    endpoint = endpoints.serverFromString(reactor, with_backlog("3000"))
+    assert isinstance(endpoint, endpoints.TCP4ServerEndpoint)
+    assert endpoint._backlog == DEFAULT_BACKLOG
+
+
+# -- open files limit -----------------------------------------------------------------
+
+
+def test_raise_nofile_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard and soft > 256:
+        # Lower it first (allowed without privileges) so that raising is seen.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        soft = 256
+    before, after = raise_nofile_limit()
+    assert before == soft
+    now_soft, now_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert now_hard == hard
+    assert after == now_soft
+    if hard != resource.RLIM_INFINITY:
+        assert now_soft == hard
+    # Idempotent.
+    assert raise_nofile_limit() == (now_soft, now_soft)

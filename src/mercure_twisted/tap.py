@@ -275,7 +275,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         reactor = _reactor
     # Late import: keeps `twistd --help` and option parsing independent of
     # the web application's imports.
-    from .app import build_application  # type: ignore[import-not-found]
+    from .app import build_application
 
     config = options.hub_config
     startup = _Startup()

@@ -211,3 +211,42 @@ def test_raise_nofile_limit() -> None:
         assert now_soft == hard
     # Idempotent.
     assert raise_nofile_limit() == (now_soft, now_soft)
+
+
+# -- makeService ------------------------------------------------------------------------
+
+
+def test_make_service_builds_the_tree() -> None:
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.application.service import IService, MultiService
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.web.server import Site
+
+    from mercure_twisted.tap import makeService
+
+    reactor = MemoryReactorClock()
+    options = Options(environ={})
+    options.parseOptions(
+        ["--dev", "--listen", "tcp:3000:interface=127.0.0.1", "--listen", "tcp:3001:backlog=7"]
+    )
+    top = makeService(options, reactor=reactor)
+    assert isinstance(top, MultiService)
+    children = list(top)
+    assert len(children) == 3
+    hub, *listeners = children
+    assert IService.providedBy(hub) and not isinstance(hub, StreamServerEndpointService)
+    assert all(isinstance(s, StreamServerEndpointService) for s in listeners)
+
+    top.startService()
+    try:
+        assert [(port, backlog, interface) for port, _, backlog, interface in reactor.tcpServers] == [
+            (3000, DEFAULT_BACKLOG, "127.0.0.1"),
+            (3001, 7, ""),
+        ]
+        assert all(isinstance(factory, Site) for _, factory, _, _ in reactor.tcpServers)
+        assert reactor.tcpServers[0][1] is reactor.tcpServers[1][1]  # one site
+    finally:
+        top.stopService()
+    # makeService raised the open files limit on the way.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or soft == hard

@@ -1,0 +1,64 @@
+"""Wiring: from a validated ``HubConfig`` to a Site and the hub's service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from .auth import TokenVerifier
+from .config import HubConfig
+from .dialects import DRAFT07, DRAFT08
+from .hub import Hub
+from .subscriber import Subscriber
+from .transports import transport_from_url
+from .update import Update
+from .web import HubWeb
+
+__all__ = ["HubService", "build_application"]
+
+
+class HubService(Service):
+    """Starts the hub with the process and drains it on stop."""
+
+    log = Logger()
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def startService(self) -> None:
+        super().startService()
+        self.hub.start().addErrback(
+            lambda f: self.log.failure("the hub failed to start", f)
+        )
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.hub.stop()
+
+
+def build_application(config: HubConfig, reactor: Any) -> tuple[Site, IService]:
+    transport = transport_from_url(config)
+    web: HubWeb | None = None
+
+    def subscription_events(subscriber: Subscriber, active: bool) -> list[Update]:
+        dialect = DRAFT08 if subscriber.dialect == "08" else DRAFT07
+        assert web is not None
+        return dialect.subscription_events(subscriber, active, web.hub_path)
+
+    hub = Hub(
+        transport=transport,
+        clock=reactor,
+        heartbeat=config.heartbeat,
+        write_timeout=config.write_timeout,
+        subscription_events=subscription_events if config.subscriptions else None,
+    )
+    verifier = TokenVerifier(config, reactor=reactor, http_client=treq)
+    web = HubWeb(hub, config, verifier, reactor)
+    site = Site(web.app.resource())
+    site.displayTracebacks = False
+    return site, HubService(hub)

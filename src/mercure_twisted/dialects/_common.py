@@ -1,0 +1,70 @@
+"""What both dialects share: parsed subscribe parameters and the dialect shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import attrs
+
+from ..matching import Matcher
+from ..subscriber import Subscriber
+from ..update import Update, new_event_id
+
+
+class RequestError(ValueError):
+    """A malformed request: ``status`` (400 or 413) and a plain message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@attrs.frozen
+class SubscribeParams:
+    matchers: tuple[Matcher, ...]
+    match_types: tuple[str, ...]
+    last_event_id: str | None  # from the query (the header takes precedence)
+
+
+class Dialect(Protocol):
+    name: str  # "07" or "08"
+    last_event_id_header: bytes
+    default_cookie: str
+    token_in_query: bool
+    subscriptions_content_type: bytes
+
+    def parse_subscribe(
+        self, pairs: list[tuple[str, str]], *, base_url: str, max_matchers: int, max_length: int
+    ) -> SubscribeParams: ...
+
+    def subscription_events(
+        self, subscriber: Subscriber, active: bool, hub_path: str
+    ) -> list[Update]: ...
+
+    def subscription_document(
+        self, subscriber: Subscriber, matcher: Matcher, match_type: str, payload: Any,
+        hub_path: str, active: bool = True,
+    ) -> dict[str, Any]: ...
+
+    def parse_api_path(self, segments: list[str]) -> tuple[str | None, str | None, str | None]: ...
+
+    def collection_document(
+        self, path: str, documents: list[dict[str, Any]], last_event_id: str
+    ) -> dict[str, Any]: ...
+
+
+def expand(value: str) -> str:
+    """Percent-encode a whole value exactly once, as RFC 6570 simple expansion does."""
+    return quote(value, safe="")
+
+
+def private_event(topic: str, document: dict[str, Any], type: str | None) -> Update:
+    return Update(
+        topics=(topic,),
+        id=new_event_id(),
+        data=json.dumps(document, separators=(",", ":")),
+        private=True,
+        type=type,
+    )

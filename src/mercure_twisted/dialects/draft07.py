@@ -1,0 +1,95 @@
+"""Draft-07 (hub 0.x): ``topic`` selectors, ``lastEventID``, JSON-LD subscriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..matching import Matcher, compile_selector
+from ..subscriber import Subscriber
+from ..update import Update
+from ..validation import forbidden_character
+from ._common import RequestError, SubscribeParams, expand, private_event
+
+JSONLD_CONTEXT = "https://mercure.rocks/"
+
+
+class Draft07:
+    name = "07"
+    last_event_id_header = b"Last-Event-ID"
+    default_cookie = "mercureAuthorization"
+    token_in_query = True
+    subscriptions_content_type = b"application/ld+json"
+
+    def parse_subscribe(
+        self, pairs: list[tuple[str, str]], *, base_url: str, max_matchers: int, max_length: int
+    ) -> SubscribeParams:
+        selectors = [value for name, value in pairs if name == "topic"]
+        if not selectors:
+            raise RequestError("missing topic parameter: give at least one topic selector")
+        if len(selectors) > max_matchers:
+            raise RequestError(f"too many topic selectors: {len(selectors)} > {max_matchers}")
+        for selector in selectors:
+            if not selector:
+                raise RequestError("empty topic selector")
+            if len(selector) > max_length:
+                raise RequestError(f"topic selector longer than {max_length} characters")
+            bad = forbidden_character(selector)
+            if bad:
+                raise RequestError(f"topic selector contains a forbidden character ({bad})")
+        last = next((value for name, value in pairs if name == "lastEventID"), None)
+        matchers = tuple(dict.fromkeys(compile_selector(s) for s in selectors))
+        return SubscribeParams(matchers, ("topic",) * len(matchers), last)
+
+    def subscription_topic(self, hub_path: str, selector: str, subscriber_id: str) -> str:
+        return f"{hub_path}/subscriptions/{expand(selector)}/{expand(subscriber_id)}"
+
+    def subscription_document(
+        self, subscriber: Subscriber, matcher: Matcher, match_type: str, payload: Any,
+        hub_path: str, active: bool = True,
+    ) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "@context": JSONLD_CONTEXT,
+            "id": self.subscription_topic(hub_path, matcher.pattern, subscriber.id),
+            "type": "Subscription",
+            "topic": matcher.pattern,
+            "subscriber": subscriber.id,
+            "active": active,
+        }
+        if payload is not None:
+            document["payload"] = payload
+        return document
+
+    def subscription_events(
+        self, subscriber: Subscriber, active: bool, hub_path: str
+    ) -> list[Update]:
+        events = []
+        for matcher, match_type, payload in subscriber.payloads():
+            document = self.subscription_document(
+                subscriber, matcher, match_type, payload, hub_path, active
+            )
+            events.append(private_event(document["id"], document, None))
+        return events
+
+    def parse_api_path(self, segments: list[str]) -> tuple[str | None, str | None, str | None]:
+        """(match_type, match, subscriber) from the path after /subscriptions."""
+        if len(segments) > 2:
+            raise RequestError("no such subscription resource", status=404)
+        topic = segments[0] if segments else None
+        subscriber = segments[1] if len(segments) > 1 else None
+        return ("topic" if topic is not None else None), topic, subscriber
+
+    def collection_document(
+        self, path: str, documents: list[dict[str, Any]], last_event_id: str
+    ) -> dict[str, Any]:
+        for document in documents:
+            document.pop("@context", None)
+        return {
+            "@context": JSONLD_CONTEXT,
+            "id": path,
+            "type": "Subscriptions",
+            "lastEventID": last_event_id,
+            "subscriptions": documents,
+        }
+
+
+DRAFT07 = Draft07()

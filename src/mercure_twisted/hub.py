@@ -1,0 +1,199 @@
+"""The engine: publish, dispatch, subscribe with replay, subscription events.
+
+The engine knows no HTTP.  It is driven by the web layer (or a test) with
+``Update`` values and ``Subscriber`` objects, and it is the one place that
+decides who receives what: the topic index narrows the candidates, then
+``Subscriber.wants``/``Grants.may_read`` filters private updates.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from .index import TopicIndex
+from .subscriber import Subscriber
+from .transports import ITransport
+from .update import Update
+
+__all__ = ["Hub", "SubscriptionEvents"]
+
+#: Builds the subscription-event update for one subscription of a
+#: subscriber (dialect-specific), or returns None when there is none.
+SubscriptionEvents = Callable[[Subscriber, bool], Iterable[Update]]
+
+
+class Hub:
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        transport: ITransport,
+        clock: IReactorTime,
+        heartbeat: float = 40.0,
+        write_timeout: float = 600.0,
+        subscription_events: SubscriptionEvents | None = None,
+    ) -> None:
+        self.transport = transport
+        self._clock = clock
+        self._heartbeat = heartbeat
+        self._write_timeout = write_timeout
+        self._subscription_events = subscription_events
+        self._index: TopicIndex[Subscriber] = TopicIndex()
+        self.subscribers: dict[str, Subscriber] = {}
+        self._deadlines: dict[Subscriber, IDelayedCall] = {}
+        self._paused_check: LoopingCall | None = None
+        self._heartbeat_loop: LoopingCall | None = None
+        self.running = False
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        async def start() -> None:
+            result = self.transport.start(self._dispatch)
+            if isinstance(result, Deferred):
+                await result
+            self.running = True
+            if self._heartbeat > 0:
+                # One sweep every quarter interval, beating for streams silent
+                # three quarters of it: silence never exceeds the interval,
+                # and a quiet stream gets one comment per interval or less.
+                self._heartbeat_loop = self._loop(self._beat, self._heartbeat / 4)
+            self._paused_check = self._loop(self._check_slow, 1.0)
+
+        return ensureDeferred(start())
+
+    def _loop(self, f: Callable[[], None], interval: float) -> LoopingCall:
+        loop = LoopingCall(f)
+        loop.clock = self._clock
+        loop.start(interval, now=False)
+        return loop
+
+    def stop(self) -> Deferred[None]:
+        """End every stream cleanly, then let the transport flush."""
+
+        async def stop() -> None:
+            self.running = False
+            for loop in (self._heartbeat_loop, self._paused_check):
+                if loop is not None and loop.running:
+                    loop.stop()
+            for subscriber in list(self.subscribers.values()):
+                subscriber.close("hub shutting down")
+            result = self.transport.stop()
+            if isinstance(result, Deferred):
+                await result
+
+        return ensureDeferred(stop())
+
+    # -- publishing -------------------------------------------------------
+
+    def publish(self, update: Update) -> Deferred[Update]:
+        """Store ``update`` through the transport, which then dispatches it.
+
+        Fires with the stored update once the transport has it; fails with
+        ``TransportUnavailable`` when it cannot be stored.
+        """
+        return self.transport.publish(update)
+
+    def _dispatch(self, update: Update) -> None:
+        for subscriber in self._index.candidates(update.topics):
+            if update.private and not subscriber.grants.may_read(update.topics):
+                continue
+            subscriber.deliver(update)
+
+    # -- subscribing ------------------------------------------------------
+
+    async def subscribe(
+        self,
+        subscriber: Subscriber,
+        last_event_id: str | None,
+        before_replay: Callable[[str | None], None] = lambda _: None,
+    ) -> None:
+        """Register ``subscriber``; replay history after ``last_event_id``.
+
+        ``before_replay`` is called once, before anything is written to the
+        subscriber, with the value of the response's last-event-id header:
+        ``None`` when none was requested, the requested id when it was found
+        in history, else ``earliest``.  Live events arriving meanwhile are
+        held and released after the replay, without loss or duplicate.
+        """
+        self.subscribers[subscriber.id] = subscriber
+        self._index.add(subscriber, subscriber.matchers)
+        self._schedule_deadline(subscriber)
+        if last_event_id is None:
+            before_replay(None)
+            self._announce(subscriber, active=True)
+            return
+        subscriber.hold()
+        self._announce(subscriber, active=True)
+        try:
+            history = await self.transport.history(last_event_id)
+        except Exception:
+            subscriber.close("history unavailable")
+            raise
+        if subscriber.closed:
+            return
+        before_replay(last_event_id if history.found else "earliest")
+        subscriber.replay(history)
+
+    def unsubscribe(self, subscriber: Subscriber, reason: str) -> None:
+        """Called once when a subscriber's stream ends, for whatever reason."""
+        if self.subscribers.get(subscriber.id) is not subscriber:
+            return
+        del self.subscribers[subscriber.id]
+        self._index.remove(subscriber, subscriber.matchers)
+        deadline = self._deadlines.pop(subscriber, None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        self.log.debug(
+            "subscriber {subscriber} closed: {reason}", subscriber=subscriber.id, reason=reason
+        )
+        if self.running:
+            self._announce(subscriber, active=False)
+
+    def _schedule_deadline(self, subscriber: Subscriber) -> None:
+        now = self._clock.seconds()
+        candidates = []
+        if self._write_timeout > 0:
+            candidates.append((now + self._write_timeout, "write_timeout reached"))
+        if subscriber.grants.expires_at is not None:
+            candidates.append((subscriber.grants.expires_at, "token expired"))
+        if not candidates:
+            return
+        when, reason = min(candidates)
+        self._deadlines[subscriber] = self._clock.callLater(
+            max(0.0, when - now), subscriber.close, reason
+        )
+
+    def _announce(self, subscriber: Subscriber, *, active: bool) -> None:
+        if self._subscription_events is None:
+            return
+        for update in self._subscription_events(subscriber, active):
+            d = self.transport.publish(update)
+            d.addErrback(
+                lambda f: self.log.failure("could not publish a subscription event", f)
+            )
+
+    # -- timers -----------------------------------------------------------
+
+    def _beat(self) -> None:
+        threshold = self._clock.seconds() - self._heartbeat * 0.75
+        for subscriber in list(self.subscribers.values()):
+            if subscriber.last_write <= threshold:
+                subscriber.heartbeat()
+
+    def _check_slow(self) -> None:
+        now = self._clock.seconds()
+        for subscriber in list(self.subscribers.values()):
+            if subscriber.paused:
+                subscriber.check_lag(now)
+
+    # -- queries ----------------------------------------------------------
+
+    def last_event_id(self) -> str:
+        return self.transport.last_event_id() or "earliest"

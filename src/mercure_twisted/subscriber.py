@@ -1,0 +1,206 @@
+"""One subscriber connection: what it listens to, and how bytes reach it.
+
+A subscriber is a push producer registered on its HTTP response.  When the
+client reads slower than events arrive, Twisted pauses it; events then wait
+in a small queue, and a subscriber that stays paused longer than
+``dispatch_timeout`` or whose queue grows past ``max_buffer`` bytes is
+disconnected, so that one slow reader never makes the hub's memory grow.
+
+While history is replayed, live events are held and then released without
+loss or duplicate: the replay tells up to which transport position it
+covered, and only held events after that position are written.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Iterable, Protocol
+
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .auth import Grants
+from .matching import Matcher
+from .transports import HistoryResult
+from .update import Update, encode_comment
+
+__all__ = ["Subscriber", "StreamSink"]
+
+
+class StreamSink(Protocol):
+    """Where a subscriber's bytes go (the HTTP response, or a test double)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def register_producer(self, producer: IPushProducer) -> None: ...
+
+
+@implementer(IPushProducer)
+class Subscriber:
+    """A connected subscriber.
+
+    ``dialect`` is the protocol generation of the request ("07" or "08"),
+    which decides how its subscriptions are described.  ``match_types``
+    parallels ``matchers`` with the name under which each was requested
+    (``topic`` for draft-07 selectors, ``exact``/``urlpattern`` for draft-08).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        matchers: tuple[Matcher, ...],
+        match_types: tuple[str, ...],
+        grants: Grants,
+        dialect: str,
+        sink: StreamSink,
+        clock: IReactorTime,
+        on_close: Callable[[Subscriber, str], None],
+        max_buffer: int = 4 * 1024 * 1024,
+        dispatch_timeout: float = 5.0,
+        remote: str = "",
+    ) -> None:
+        self.id = id
+        self.matchers = matchers
+        self.match_types = match_types
+        self.grants = grants
+        self.dialect = dialect
+        self.remote = remote
+        self._sink = sink
+        self._clock = clock
+        self._on_close = on_close
+        self._max_buffer = max_buffer
+        self._dispatch_timeout = dispatch_timeout
+        self.connected_at = clock.seconds()
+        self.last_write = self.connected_at
+        self.last_event_id: str | None = None
+        self._held: list[Update] | None = None
+        self._paused_since: float | None = None
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self.closed = False
+
+    # -- what it receives -------------------------------------------------
+
+    def wants(self, update: Update) -> bool:
+        """Routing and authorization for one update (replayed or live)."""
+        if update.private and not self.grants.may_read(update.topics):
+            return False
+        return any(m.matches(t) for m in self.matchers for t in update.topics)
+
+    def payloads(self) -> Iterable[tuple[Matcher, str, Any]]:
+        for matcher, match_type in zip(self.matchers, self.match_types):
+            yield matcher, match_type, self.grants.payload_for(matcher.pattern)
+
+    # -- delivery ---------------------------------------------------------
+
+    def deliver(self, update: Update) -> None:
+        """A live update the index and grant check selected for this subscriber."""
+        if self.closed:
+            return
+        if self._held is not None:
+            self._held.append(update)
+            return
+        self.last_event_id = update.id
+        self.send(update.encoded)
+
+    def hold(self) -> None:
+        """Start holding live events while history is being replayed."""
+        self._held = []
+
+    def replay(self, history: HistoryResult) -> None:
+        """Write the replayed events, then the held live ones not already sent."""
+        held, self._held = self._held or [], None
+        for update in history.updates:
+            if self.closed:
+                return
+            if self.wants(update):
+                self.last_event_id = update.id
+                self.send(update.encoded)
+        for update in held:
+            if history.up_to is not None and update.position is not None:
+                if update.position <= history.up_to:
+                    continue
+            self.deliver(update)
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self._paused_since is not None:
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+            if self._queued_bytes > self._max_buffer:
+                self.close("slow: write buffer over limit")
+            else:
+                self.check_lag(self._clock.seconds())
+            return
+        self.last_write = self._clock.seconds()
+        self._sink.write(data)
+
+    def heartbeat(self) -> None:
+        if self._paused_since is None:
+            self.send(encode_comment())
+
+    def check_lag(self, now: float) -> bool:
+        """Disconnect if paused with events waiting for longer than allowed."""
+        if (
+            self._paused_since is not None
+            and self._queue
+            and self._dispatch_timeout
+            and now - self._paused_since > self._dispatch_timeout
+        ):
+            self.close("slow: more than dispatch_timeout behind")
+            return True
+        return False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_since is not None
+
+    # -- IPushProducer ----------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        if self._paused_since is None:
+            self._paused_since = self._clock.seconds()
+
+    def resumeProducing(self) -> None:
+        self._paused_since = None
+        while self._queue and self._paused_since is None and not self.closed:
+            data = self._queue.popleft()
+            self._queued_bytes -= len(data)
+            self.last_write = self._clock.seconds()
+            self._sink.write(data)
+
+    def stopProducing(self) -> None:
+        self.connection_lost()
+
+    # -- ending -----------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """End the stream cleanly (the client reconnects with Last-Event-ID)."""
+        if self.closed:
+            return
+        self.closed = True
+        # Finish before telling the owner: the owner's callback may end the
+        # HTTP request too, and the producer must be unregistered first.
+        try:
+            self._sink.finish()
+        except Exception:  # the connection may already be gone
+            pass
+        self._release(reason)
+
+    def connection_lost(self, reason: str = "client disconnected") -> None:
+        if not self.closed:
+            self.closed = True
+            self._release(reason)
+
+    def _release(self, reason: str) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._held = None
+        self._on_close(self, reason)

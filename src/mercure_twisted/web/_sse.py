@@ -1,0 +1,59 @@
+"""The SSE response: headers that defeat buffering, and the request as a sink."""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.web.iweb import IRequest
+
+from ..update import encode_comment
+
+STREAM_HEADERS = (
+    (b"Content-Type", b"text/event-stream; charset=utf-8"),
+    # "private" as draft-07 asks when the token may have come in the query;
+    # no-transform and X-Accel-Buffering stop proxies from buffering.
+    (b"Cache-Control", b"private, no-cache, no-store, must-revalidate, max-age=0, no-transform"),
+    (b"X-Accel-Buffering", b"no"),
+    (b"X-Content-Type-Options", b"nosniff"),
+)
+
+OPENING = encode_comment()
+
+
+class RequestSink:
+    """Adapts a twisted.web request to the subscriber's ``StreamSink``."""
+
+    __slots__ = ("_request", "_finished")
+
+    def __init__(self, request: IRequest) -> None:
+        self._request = request
+        self._finished = False
+        request.notifyFinish().addBoth(self._gone)
+
+    def _gone(self, _: object) -> None:
+        self._finished = True
+
+    def write(self, data: bytes) -> None:
+        if not self._finished:
+            self._request.write(data)
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        request = self._request
+        try:
+            request.unregisterProducer()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        request.finish()
+
+    def register_producer(self, producer: IPushProducer) -> None:
+        self._request.registerProducer(producer, True)  # type: ignore[attr-defined]
+
+
+def start_stream(request: IRequest) -> None:
+    """Send the headers and an opening comment, so clients see the stream open."""
+    request.setResponseCode(200)
+    for name, value in STREAM_HEADERS:
+        request.setHeader(name, value)
+    request.write(OPENING)

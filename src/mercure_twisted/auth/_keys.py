@@ -383,7 +383,8 @@ class JWKSKeySource:
         except defer.TimeoutError:
             raise _FetchError(f"no response within {self.fetch_timeout:g} s") from None
         except Exception as exc:  # connection refused, DNS, TLS...
-            raise _FetchError(shorten(f"{type(exc).__name__}: {exc}", 160)) from None
+            text = f"{type(exc).__name__}: {exc}"
+            raise _FetchError(text if len(text) <= 160 else text[:157] + "...") from None
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError):

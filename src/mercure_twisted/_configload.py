@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+#: Transport URL schemes this release can start (see transports/).
+SUPPORTED_TRANSPORTS = ("memory",)
+
 import attrs
 
 
@@ -387,8 +390,11 @@ def validate(config: HubConfig) -> None:
         or any(c in config.cookie_name for c in ' \t\r\n;,="()<>@:\\/[]?{}')
     ):
         raise ConfigError(f"cookie_name {config.cookie_name!r} is not a valid cookie name")
-    if not urlsplit(config.transport).scheme:
-        raise ConfigError(f"transport must be a URL such as memory:// or redis://host, not {config.transport!r}")
+    if urlsplit(config.transport).scheme not in SUPPORTED_TRANSPORTS:
+        raise ConfigError(
+            f"unsupported transport {config.transport!r}: use one of "
+            + ", ".join(scheme + "://" for scheme in SUPPORTED_TRANSPORTS)
+        )
     for iss in config.issuers:
         if not iss:
             raise ConfigError("issuer must not be empty")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import treq
 from twisted.application.service import IService, Service
@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from .auth import TokenVerifier
+from .auth import HTTPClient, TokenVerifier
 from .config import HubConfig
 from .dialects import DRAFT07, DRAFT08
 from .hub import Hub
@@ -57,7 +57,7 @@ def build_application(config: HubConfig, reactor: Any) -> tuple[Site, IService]:
         write_timeout=config.write_timeout,
         subscription_events=subscription_events if config.subscriptions else None,
     )
-    verifier = TokenVerifier(config, reactor=reactor, http_client=treq)
+    verifier = TokenVerifier(config, reactor=reactor, http_client=cast(HTTPClient, treq))
     web = HubWeb(hub, config, verifier, reactor)
     site = Site(web.app.resource())
     site.displayTracebacks = False

@@ -37,6 +37,9 @@ class StreamSink(Protocol):
 
     def register_producer(self, producer: IPushProducer) -> None: ...
 
+    def release(self) -> None:
+        """The client went away: drop references, write nothing more."""
+
 
 @implementer(IPushProducer)
 class Subscriber:
@@ -197,6 +200,7 @@ class Subscriber:
     def connection_lost(self, reason: str = "client disconnected") -> None:
         if not self.closed:
             self.closed = True
+            self._sink.release()
             self._release(reason)
 
     def _release(self, reason: str) -> None:

@@ -18,6 +18,9 @@ class ListSink:
     def finish(self) -> None:
         self.finished = True
 
+    def release(self) -> None:
+        self.producer = None
+
     def register_producer(self, producer: IPushProducer) -> None:
         self.producer = producer
 

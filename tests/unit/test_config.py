@@ -58,16 +58,16 @@ def test_defaults_are_hubconfigs(tmp_path: pathlib.Path) -> None:
 
 
 def test_precedence_defaults_toml_environment_flags(tmp_path: pathlib.Path) -> None:
-    toml = 'transport = "redis://toml"\nheartbeat = 10\nhistory_size = 5\n'
-    environ = {"MERCURE_TRANSPORT_URL": "redis://env"}
+    toml = 'transport = "memory://toml"\nheartbeat = 10\nhistory_size = 5\n'
+    environ = {"MERCURE_TRANSPORT_URL": "memory://env"}
     config = load(tmp_path, toml, environ=environ)
-    assert config.transport == "redis://env"
+    assert config.transport == "memory://env"
     assert config.heartbeat == 10.0
     assert config.history_size == 5
     assert config.write_timeout == 600.0  # default survives
 
-    config = load(tmp_path, toml, environ=environ, flags={"transport": "redis://flag"})
-    assert config.transport == "redis://flag"
+    config = load(tmp_path, toml, environ=environ, flags={"transport": "memory://flag"})
+    assert config.transport == "memory://flag"
     assert config.heartbeat == 10.0
 
 
@@ -89,7 +89,7 @@ def test_environment_variables(tmp_path: pathlib.Path) -> None:
             "MERCURE_PUBLISHER_JWT_ALG": "HS512",
             "MERCURE_SUBSCRIBER_JWT_KEY": PEM,
             "MERCURE_SUBSCRIBER_JWT_ALG": "ES256",
-            "MERCURE_TRANSPORT_URL": "redis://localhost:6379/1",
+            "MERCURE_TRANSPORT_URL": "memory://localhost:6379/1",
             "UNRELATED": "x",
         },
     )
@@ -97,7 +97,7 @@ def test_environment_variables(tmp_path: pathlib.Path) -> None:
         KeySpec(role="publisher", alg="HS512", key="pub-" + SECRET),
         KeySpec(role="subscriber", alg="ES256", key=PEM),
     )
-    assert config.transport == "redis://localhost:6379/1"
+    assert config.transport == "memory://localhost:6379/1"
 
 
 def test_empty_environment_variable_is_unset(tmp_path: pathlib.Path) -> None:
@@ -129,7 +129,7 @@ public_url = "https://hub.example.com/.well-known/mercure"
 issuer = "https://global.example.com"
 protocol = "1"
 history_size = 0
-transport = "redis://r:6379/0"
+transport = "memory://r:6379/0"
 dev = false
 debug_ui = true
 max_matchers = 3
@@ -184,7 +184,7 @@ def test_every_key(tmp_path: pathlib.Path) -> None:
         issuers=("https://global.example.com", "https://a.example.com", "https://b.example.com"),
         protocol="1",
         history_size=0,
-        transport="redis://r:6379/0",
+        transport="memory://r:6379/0",
         dev=False,
         debug_ui=True,
         max_matchers=3,
@@ -402,7 +402,8 @@ def test_wrong_flag_type(tmp_path: pathlib.Path) -> None:
         ({"publish_origins": "https://a.example.com/path"}, "publish_origins: "),
         ({"cookie_name": "a b"}, "cookie_name 'a b' is not a valid cookie name"),
         ({"cookie_name": ""}, "is not a valid cookie name"),
-        ({"transport": "localhost"}, "transport must be a URL"),
+        ({"transport": "localhost"}, "unsupported transport"),
+        ({"transport": "redis://localhost"}, "unsupported transport"),
         ({"listen": ()}, "listen must name at least one endpoint"),
         ({"issuer": ""}, "issuer must not be empty"),
         ({"publisher_jwt_key": SECRET, "publisher_jwt_alg": "none"}, "publisher key: unsupported algorithm 'none'"),
@@ -461,7 +462,7 @@ def test_every_conf_example_is_covered() -> None:
 EXAMPLES = {
     "development.toml": lambda c: c.dev and c.listen == ("tcp:3000:interface=127.0.0.1",)
     and c.heartbeat == 15.0,
-    "production.toml": lambda c: c.transport.startswith("redis://") and not c.dev
+    "production.toml": lambda c: c.transport.startswith("memory://") and not c.dev
     and not c.keys,
     "jwks.toml": lambda c: all(k.jwks_url for k in c.keys) and len(c.keys) == 2,
     "issuers.toml": lambda c: len(c.issuers) == 3 and all(k.issuer for k in c.keys)

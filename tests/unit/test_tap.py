@@ -57,7 +57,7 @@ def test_every_flag() -> None:
         "--issuer", "https://auth.example.com",
         "--protocol", "1",
         "--history-size", "0",
-        "--transport", "redis://localhost:6379/0",
+        "--transport", "memory://localhost:6379/0",
     )
     assert config == HubConfig(
         listen=("tcp:3000:interface=127.0.0.1", "tcp6:3001"),
@@ -78,7 +78,7 @@ def test_every_flag() -> None:
         issuers=("https://auth.example.com",),
         protocol="1",
         history_size=0,
-        transport="redis://localhost:6379/0",
+        transport="memory://localhost:6379/0",
     )
 
 
@@ -112,10 +112,10 @@ def test_flags_not_given_do_not_override_the_file(tmp_path: pathlib.Path) -> Non
 
 def test_environment_between_file_and_flags(tmp_path: pathlib.Path) -> None:
     toml = tmp_path / "hub.toml"
-    toml.write_text('transport = "redis://file"\n')
-    environ = {"MERCURE_TRANSPORT_URL": "redis://env"}
-    assert parse("-c", str(toml), environ=environ).transport == "redis://env"
-    assert parse("-c", str(toml), "--transport", "redis://flag", environ=environ).transport == "redis://flag"
+    toml.write_text('transport = "memory://file"\n')
+    environ = {"MERCURE_TRANSPORT_URL": "memory://env"}
+    assert parse("-c", str(toml), environ=environ).transport == "memory://env"
+    assert parse("-c", str(toml), "--transport", "memory://flag", environ=environ).transport == "memory://flag"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ class RequestSink:
     def __init__(self, request: IRequest) -> None:
         self._request = request
         self._finished = False
-        request.notifyFinish().addBoth(self._gone)
+        request.notifyFinish().addBoth(self._gone)  # type: ignore[attr-defined]
 
     def _gone(self, _: object) -> None:
         self._finished = True
@@ -39,13 +39,20 @@ class RequestSink:
     def finish(self) -> None:
         if self._finished:
             return
+        self.release()
+        self._request.finish()
+
+    def release(self) -> None:
         self._finished = True
         request = self._request
-        try:
+        if getattr(request, "producer", None) is None:
+            return
+        if getattr(request, "channel", None) is None:
+            # Already disconnected: there is no channel to tell, but the
+            # request must not think a producer is still attached.
+            request.producer = None  # type: ignore[attr-defined]
+        else:
             request.unregisterProducer()  # type: ignore[attr-defined]
-        except Exception:
-            pass
-        request.finish()
 
     def register_producer(self, producer: IPushProducer) -> None:
         self._request.registerProducer(producer, True)  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 """HTTP: the Klein routes, the SSE response, CORS, the subscription API, metadata."""
 
 from ._app import HubWeb
+from ._site import HubSite
 
-__all__ = ["HubWeb"]
+__all__ = ["HubSite", "HubWeb"]

@@ -239,6 +239,8 @@ class HubWeb:
 
     def read_body(self, request: IRequest) -> bytes:
         limit = self.config.max_body_size
+        if getattr(request, "body_too_large", False):
+            raise RequestError(f"request body larger than {limit} bytes", 413)
         length = request.getHeader(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise RequestError(f"request body larger than {limit} bytes", 413)

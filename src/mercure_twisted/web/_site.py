@@ -42,24 +42,29 @@ class BoundedRequest(Request):
     """
 
     body_too_large = False
+    _stored = 0
+
+    def _limit(self) -> int | None:
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "max_body_size", None)
 
     def gotLength(self, length: int | None) -> None:
-        limit = getattr(self.channel.site, "max_body_size", None) if self.channel else None
+        limit = self._limit()
         if limit is not None and length is not None and length > limit:
             self.body_too_large = True
             length = 0
         super().gotLength(length)
-        self._stored = 0
 
     def handleContentChunk(self, data: bytes) -> None:
-        limit = getattr(self.channel.site, "max_body_size", None) if self.channel else None
         if self.body_too_large:
             return
         self._stored += len(data)
+        limit = self._limit()
         if limit is not None and self._stored > limit:
             self.body_too_large = True
-            self.content.seek(0)
-            self.content.truncate()
+            if self.content is not None:
+                self.content.seek(0)
+                self.content.truncate()
             return
         super().handleContentChunk(data)
 

@@ -55,6 +55,31 @@ class Dialect(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class SubscriptionEventsMixin:
+    """Subscription events built from a dialect's own document format."""
+
+    #: The SSE event type of hub-generated events (None: the default type).
+    hub_event_type: str | None = None
+
+    def subscription_document(
+        self, subscriber: Subscriber, matcher: Matcher, match_type: str, payload: Any,
+        hub_path: str, active: bool = True,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def subscription_events(
+        self, subscriber: Subscriber, active: bool, hub_path: str
+    ) -> list[Update]:
+        """One private update per subscription, whose topic is the document's id."""
+        events = []
+        for matcher, match_type, payload in subscriber.payloads():
+            document = self.subscription_document(
+                subscriber, matcher, match_type, payload, hub_path, active
+            )
+            events.append(private_event(document["id"], document, self.hub_event_type))
+        return events
+
+
 def expand(value: str) -> str:
     """Percent-encode a whole value exactly once, as RFC 6570 simple expansion does."""
     return quote(value, safe="")

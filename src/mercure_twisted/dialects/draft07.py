@@ -6,14 +6,13 @@ from typing import Any
 
 from ..matching import Matcher, compile_selector
 from ..subscriber import Subscriber
-from ..update import Update
 from ..validation import forbidden_character
-from ._common import RequestError, SubscribeParams, expand, private_event
+from ._common import RequestError, SubscribeParams, SubscriptionEventsMixin, expand
 
 JSONLD_CONTEXT = "https://mercure.rocks/"
 
 
-class Draft07:
+class Draft07(SubscriptionEventsMixin):
     name = "07"
     last_event_id_header = b"Last-Event-ID"
     default_cookie = "mercureAuthorization"
@@ -58,17 +57,6 @@ class Draft07:
         if payload is not None:
             document["payload"] = payload
         return document
-
-    def subscription_events(
-        self, subscriber: Subscriber, active: bool, hub_path: str
-    ) -> list[Update]:
-        events = []
-        for matcher, match_type, payload in subscriber.payloads():
-            document = self.subscription_document(
-                subscriber, matcher, match_type, payload, hub_path, active
-            )
-            events.append(private_event(document["id"], document, None))
-        return events
 
     def parse_api_path(self, segments: list[str]) -> tuple[str | None, str | None, str | None]:
         """(match_type, match, subscriber) from the path after /subscriptions."""

@@ -6,9 +6,8 @@ from typing import Any
 
 from ..matching import MATCHER_TYPES, Matcher, MatcherError, compile_matcher
 from ..subscriber import Subscriber
-from ..update import Update
 from ..validation import forbidden_character
-from ._common import RequestError, SubscribeParams, expand, private_event
+from ._common import RequestError, SubscribeParams, SubscriptionEventsMixin, expand
 
 #: The SSE event type of the events the hub generates itself.
 HUB_EVENT_TYPE = "mercure"
@@ -32,12 +31,13 @@ def _matcher_type(name: str) -> str | None:
     )
 
 
-class Draft08:
+class Draft08(SubscriptionEventsMixin):
     name = "08"
     last_event_id_header = b"Mercure-Last-Event-ID"
     default_cookie = "__Secure-mercure_access_token"
     token_in_query = False
     subscriptions_content_type = b"application/json"
+    hub_event_type = HUB_EVENT_TYPE
 
     def parse_subscribe(
         self, pairs: list[tuple[str, str]], *, base_url: str, max_matchers: int, max_length: int
@@ -94,17 +94,6 @@ class Draft08:
         if payload is not None:
             document["payload"] = payload
         return document
-
-    def subscription_events(
-        self, subscriber: Subscriber, active: bool, hub_path: str
-    ) -> list[Update]:
-        events = []
-        for matcher, match_type, payload in subscriber.payloads():
-            document = self.subscription_document(
-                subscriber, matcher, match_type, payload, hub_path, active
-            )
-            events.append(private_event(document["id"], document, HUB_EVENT_TYPE))
-        return events
 
     def parse_api_path(self, segments: list[str]) -> tuple[str | None, str | None, str | None]:
         if len(segments) == 1 or len(segments) > 3:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote_from_bytes
+
 import pytest
 from twisted.web.http import Request
 from twisted.web.test.requesthelper import DummyChannel
@@ -15,11 +17,11 @@ NAMES = [DRAFT07_COOKIE, DRAFT08_COOKIE]
 def request(header: str | None = None, query: list[bytes] | None = None,
             cookies: dict[str, str] | None = None) -> Request:
     req = Request(DummyChannel())
-    req.args = {}
+    req.uri = b"/.well-known/mercure?topic=t"
     if header is not None:
         req.requestHeaders.addRawHeader(b"authorization", header.encode())
     if query is not None:
-        req.args[b"authorization"] = query
+        req.uri += b"".join(b"&authorization=" + quote_from_bytes(v).encode() for v in query)
     for name, value in (cookies or {}).items():
         req.received_cookies[name.encode()] = value.encode()
     return req
@@ -98,3 +100,9 @@ def test_errors_module() -> None:
     e = TokenError.missing()
     assert (e.status, e.error) == (401, None)
     assert str(TokenError(401, "invalid_token", "why")) == "why"
+
+
+def test_form_body_field_is_not_the_query_parameter() -> None:
+    req = request()
+    req.args = {b"authorization": [TOKEN.encode()]}  # as twisted.web merges a POST body
+    assert read_token(req, cookie_names=NAMES, allow_query=True) is None

@@ -10,6 +10,8 @@ draft-08 ``__Secure-mercure_access_token``, or the configured ``cookie_name``.
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -84,7 +86,7 @@ def read_token(
     if headers:
         return TokenPresentation(_header_token(list(headers)), "header")
     if allow_query:
-        values = (request.args or {}).get(b"authorization")
+        values = _query_values(request.uri, b"authorization")
         if values:
             if len(values) > 1:
                 raise TokenError.invalid_request("more than one authorization query parameter")
@@ -107,3 +109,18 @@ def read_token(
             if token:
                 return TokenPresentation(token, "cookie")
     return None
+
+
+def _query_values(uri: bytes, name: bytes) -> list[bytes]:
+    """Values of ``name`` in the query component only.
+
+    Not ``request.args``: twisted.web merges a POST form body into it, and a
+    form field must never be taken for the draft-07 query parameter.
+    """
+    query = uri.partition(b"?")[2].partition(b"#")[0]
+    values = []
+    for pair in query.split(b"&"):
+        key, sep, value = pair.partition(b"=")
+        if unquote_to_bytes(key.replace(b"+", b" ")) == name:
+            values.append(unquote_to_bytes(value.replace(b"+", b" ")))
+    return values

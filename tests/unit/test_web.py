@@ -362,3 +362,23 @@ class MetadataTests(WebTestCase):
         self.assertEqual(doc["authorization_details_types_supported"],
                          ["https://mercure.rocks/authorization-detail"])
         self.assertEqual(doc["bearer_methods_supported"], ["header"])
+
+
+class DebugPageTests(WebTestCase):
+    settings = {"anonymous": True, "debug_ui": True}
+
+    def test_served_with_a_strict_policy(self) -> None:
+        code, body, response = self.get(self.web.url("/ui/"))
+        self.assertEqual(code, 200)
+        self.assertIn(b"<title>Mercure hub", body)
+        self.assertIn("connect-src 'self'", response.headers.getRawHeaders("content-security-policy")[0])
+        for name, kind in [("ui.js", "text/javascript"), ("ui.css", "text/css")]:
+            code, _, response = self.get(self.web.url("/ui/" + name))
+            self.assertEqual(code, 200)
+            self.assertTrue(response.headers.getRawHeaders("content-type")[0].startswith(kind))
+        self.assertEqual(self.get(self.web.url("/ui/../../etc/passwd"))[0], 404)
+        self.assertEqual(self.get(self.web.url("/ui/_ui.py"))[0], 404)
+
+    def test_disabled_by_default(self) -> None:
+        self.web = make_hub(anonymous=True)
+        self.assertEqual(self.get(self.web.url("/ui/"))[0], 404)

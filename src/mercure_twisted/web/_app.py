@@ -33,6 +33,7 @@ from ._cors import CORSPolicy
 from ._forms import parse_form
 from ._responses import answer_error, bearer_challenge
 from ._sse import RequestSink, start_stream
+from ._ui import CONTENT_SECURITY_POLICY, ui_file
 
 HUB_PATH = "/.well-known/mercure"
 METADATA_PATH = "/.well-known/oauth-protected-resource" + HUB_PATH
@@ -411,6 +412,31 @@ class HubWeb:
             link += '; type="mercure"; content-type="application/json"'
         request.setHeader(b"Link", link.encode("utf-8"))
         return json.dumps(body).encode("utf-8")
+
+    # -- debugging page ---------------------------------------------------
+
+    @app.route(HUB_PATH + "/ui", methods=["GET", "HEAD"])
+    def ui_root(self, request: IRequest) -> bytes:
+        if not self.config.debug_ui:
+            return answer_error(request, 404, "the debugging page is disabled (debug_ui)")
+        request.setResponseCode(308)
+        request.setHeader(b"Location", (HUB_PATH + "/ui/").encode("ascii"))
+        return b""
+
+    @app.route(HUB_PATH + "/ui/", methods=["GET", "HEAD"], branch=True)
+    def ui(self, request: IRequest) -> bytes:
+        if not self.config.debug_ui:
+            return answer_error(request, 404, "the debugging page is disabled (debug_ui)")
+        name = request.path.decode("latin-1")[len(HUB_PATH + "/ui/"):]
+        found = ui_file(name)
+        if found is None:
+            return answer_error(request, 404, f"no such file {name!r} in the debugging page")
+        content_type, body = found
+        request.setHeader(b"Content-Type", content_type)
+        request.setHeader(b"Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.setHeader(b"Cache-Control", b"no-cache")
+        return body
 
     # -- discovery --------------------------------------------------------
 

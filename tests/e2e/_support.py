@@ -1,0 +1,196 @@
+"""Shared by the e2e tests: tokens, and the hub as a real ``twistd`` process."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+DEV_SECRET = "!ChangeThisMercureHubJWTSecretKey!"
+SECRET = "e2e-secret-that-is-long-enough-for-hs256!!"
+KEY_FLAGS = ("--publisher-jwt-key", SECRET, "--subscriber-jwt-key", SECRET)
+HUB_PATH = "/.well-known/mercure"
+AUTHORIZATION_DETAIL_TYPE = "https://mercure.rocks/authorization-detail"
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+
+
+# -- tokens (pyjwt, HS256, as tests/unit/_web.py) ---------------------------
+
+
+def draft07_token(
+    publish: list[str] | None = None,
+    subscribe: list[str] | None = None,
+    key: str = SECRET,
+    exp: float | None = None,
+) -> str:
+    claim: dict[str, Any] = {}
+    if publish is not None:
+        claim["publish"] = publish
+    if subscribe is not None:
+        claim["subscribe"] = subscribe
+    claims: dict[str, Any] = {"mercure": claim}
+    if exp is not None:
+        claims["exp"] = int(exp)
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def draft08_token(
+    hub_url: str,
+    *details: dict[str, Any],
+    key: str = SECRET,
+    iss: str = "https://app.example",
+) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": iss,
+        "aud": hub_url,
+        "sub": "e2e-user",
+        "client_id": "e2e",
+        "iat": now,
+        "exp": now + 3600,
+        "jti": f"e2e-{now}-{os.getpid()}",
+        "authorization_details": [
+            {"type": AUTHORIZATION_DETAIL_TYPE, **d} for d in details
+        ],
+    }
+    return jwt.encode(claims, key, algorithm="HS256", headers={"typ": "at+jwt"})
+
+
+# -- the hub process ----------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def twistd_command() -> list[str]:
+    """The ``twistd`` of the running interpreter's environment."""
+    bindir = Path(sys.executable).parent
+    for name in ("twistd", "twistd.exe"):
+        script = bindir / name
+        if script.is_file():
+            return [str(script)]
+    # No script next to the interpreter (unusual layouts): run twistd's
+    # entry point with this very interpreter.  ``python -m twisted`` is
+    # ``twist``, which has no -n/--pidfile, so it is not an option.
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGTERM the hub if pytest dies, so no hub outlives the run."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+class HubProcess:
+    def __init__(self, port: int, flags: tuple[str, ...], log_path: Path,
+                 host: str = "127.0.0.1") -> None:
+        self.port = port
+        self.host = host
+        self.flags = flags
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The hub endpoint, ``http://127.0.0.1:PORT/.well-known/mercure``."""
+        return self.base_url + HUB_PATH
+
+    def start(self) -> None:
+        command = twistd_command() + [
+            "-n", "--pidfile=", "mercure",
+            "--listen", f"tcp:{self.port}:interface={self.host}",
+            *self.flags,
+        ]
+        env = dict(os.environ)
+        # Settings come from the flags only, never from the developer's shell.
+        for name in list(env):
+            if name.startswith("MERCURE_"):
+                del env[name]
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.log_path, "ab") as log:
+            log.write(("$ " + " ".join(command) + "\n").encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=str(self.log_path.parent),
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"hub exited with {code} before listening:\n{self.log()}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"hub did not listen on {self.port} within {START_TIMEOUT}s:\n{self.log()}"
+                )
+            time.sleep(0.05)
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM; returns the exit code, or None if it had to be SIGKILLed."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError as e:
+            return f"(no log: {e})"
+
+
+def require_executable(path: str) -> str:
+    found = shutil.which(path)
+    if not found:
+        pytest.fail(f"{path} not found: install it (CI installs it); this test does not skip")
+    return found

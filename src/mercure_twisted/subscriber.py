@@ -53,6 +53,15 @@ class Subscriber:
 
     log = Logger()
 
+    # Tens of thousands of these live at once: no per-instance dict, and the
+    # queue of a paused subscriber is only allocated when it is needed.
+    __slots__ = (
+        "id", "matchers", "match_types", "grants", "dialect", "remote", "_sink", "_clock",
+        "_on_close", "_max_buffer", "_dispatch_timeout", "connected_at", "last_write",
+        "last_event_id", "_held", "_paused_since", "_queue", "_queued_bytes", "closed",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         *,
@@ -84,7 +93,7 @@ class Subscriber:
         self.last_event_id: str | None = None
         self._held: list[Update] | None = None
         self._paused_since: float | None = None
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
         self.closed = False
 
@@ -135,6 +144,8 @@ class Subscriber:
         if self.closed:
             return
         if self._paused_since is not None:
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append(data)
             self._queued_bytes += len(data)
             if self._queued_bytes > self._max_buffer:
@@ -173,11 +184,14 @@ class Subscriber:
 
     def resumeProducing(self) -> None:
         self._paused_since = None
-        while self._queue and self._paused_since is None and not self.closed:
-            data = self._queue.popleft()
+        queue = self._queue
+        while queue and self._paused_since is None and not self.closed:
+            data = queue.popleft()
             self._queued_bytes -= len(data)
             self.last_write = self._clock.seconds()
             self._sink.write(data)
+        if not queue:
+            self._queue = None
 
     def stopProducing(self) -> None:
         self.connection_lost()
@@ -204,7 +218,7 @@ class Subscriber:
             self._release(reason)
 
     def _release(self, reason: str) -> None:
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         self._held = None
         self._on_close(self, reason)

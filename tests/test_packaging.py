@@ -33,7 +33,9 @@ def run(command: list[str], timeout: float, cwd: Path | None = None) -> str:
         result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
                                 timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{' '.join(command)} timed out after {timeout}s:\n{e.stdout}\n{e.stderr}")
+        output = [o.decode(errors="replace") if isinstance(o, bytes) else (o or "")
+                  for o in (e.stdout, e.stderr)]
+        pytest.fail(f"{' '.join(command)} timed out after {timeout}s:\n" + "\n".join(output))
     assert result.returncode == 0, (
         f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )

@@ -14,7 +14,7 @@ of every thread, if one e2e test exceeds ``E2E_TEST_TIMEOUT`` seconds.
 from __future__ import annotations
 
 import faulthandler
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,13 +47,15 @@ def start_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartH
         hub.terminate()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.failed:
         for i, hub in enumerate(getattr(item, "_mercure_hubs", [])):
             report.sections.append((f"hub {i} log ({report.when}, port {hub.port})", hub.log()))
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -287,4 +287,17 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     hub_service.setServiceParent(top)
     for endpoint in config.listen:
         strports.service(with_backlog(endpoint), site, reactor=reactor).setServiceParent(top)
+    reactor.addSystemEventTrigger("after", "shutdown", _report_clean_stop, reactor)
     return top
+
+
+def _report_clean_stop(reactor: Any) -> None:
+    """Exit 0 after a SIGTERM/SIGINT that was handled by draining.
+
+    twistd re-raises the stopping signal against itself once the reactor
+    has stopped, so that the process looks killed (status 143).  By the time
+    this runs every stream has ended and the hub has flushed: the stop was
+    clean, and supervisors and container runtimes should see it as such.
+    """
+    if getattr(reactor, "_exitSignal", None) is not None:
+        reactor._exitSignal = None

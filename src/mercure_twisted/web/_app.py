@@ -283,7 +283,7 @@ class HubWeb:
             stored = await self.hub.publish(update)
         except TransportUnavailable as e:
             return answer_error(request, 503, f"update not stored: {e}")
-        self.log.info(
+        self.log.debug(
             "published {id} to {topics} ({size} bytes)",
             id=stored.id, topics=list(stored.topics), size=len(stored.data),
         )

@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
+
+from tests import tokens
 
 DEV_SECRET = "!ChangeThisMercureHubJWTSecretKey!"
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!!"
 KEY_FLAGS = ("--publisher-jwt-key", SECRET, "--subscriber-jwt-key", SECRET)
 HUB_PATH = "/.well-known/mercure"
-AUTHORIZATION_DETAIL_TYPE = "https://mercure.rocks/authorization-detail"
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
@@ -35,15 +35,7 @@ def draft07_token(
     key: str = SECRET,
     exp: float | None = None,
 ) -> str:
-    claim: dict[str, Any] = {}
-    if publish is not None:
-        claim["publish"] = publish
-    if subscribe is not None:
-        claim["subscribe"] = subscribe
-    claims: dict[str, Any] = {"mercure": claim}
-    if exp is not None:
-        claims["exp"] = int(exp)
-    return jwt.encode(claims, key, algorithm="HS256")
+    return tokens.draft07_token(key, publish, subscribe, exp=exp)
 
 
 def draft08_token(
@@ -52,20 +44,7 @@ def draft08_token(
     key: str = SECRET,
     iss: str = "https://app.example",
 ) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": iss,
-        "aud": hub_url,
-        "sub": "e2e-user",
-        "client_id": "e2e",
-        "iat": now,
-        "exp": now + 3600,
-        "jti": f"e2e-{now}-{os.getpid()}",
-        "authorization_details": [
-            {"type": AUTHORIZATION_DETAIL_TYPE, **d} for d in details
-        ],
-    }
-    return jwt.encode(claims, key, algorithm="HS256", headers={"typ": "at+jwt"})
+    return tokens.draft08_token(key, hub_url, *details, iss=iss)
 
 
 # -- the hub process ----------------------------------------------------------

@@ -11,12 +11,12 @@ import time
 from typing import Any
 
 import attrs
-import jwt
 import treq
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from mercure_twisted.app import build_application
+from tests import tokens
 from mercure_twisted.config import HubConfig, KeySpec
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
@@ -25,30 +25,12 @@ HUB = "http://hub.test/.well-known/mercure"
 
 def draft07_token(publish: list[str] | None = None, subscribe: list[str] | None = None,
                   payload: Any = None, exp: float | None = None, key: str = SECRET) -> str:
-    claim: dict[str, Any] = {}
-    if publish is not None:
-        claim["publish"] = publish
-    if subscribe is not None:
-        claim["subscribe"] = subscribe
-    if payload is not None:
-        claim["payload"] = payload
-    claims: dict[str, Any] = {"mercure": claim}
-    if exp is not None:
-        claims["exp"] = int(exp)
-    return jwt.encode(claims, key, algorithm="HS256")
+    return tokens.draft07_token(key, publish, subscribe, payload, exp)
 
 
 def draft08_token(*details: dict[str, Any], exp: float | None = None,
                   aud: str = HUB, iss: str = "https://app.test", key: str = SECRET) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": iss, "aud": aud, "sub": "user-1", "client_id": "app", "iat": now,
-        "exp": int(exp if exp is not None else now + 3600), "jti": f"j{now}",
-        "authorization_details": [
-            {"type": "https://mercure.rocks/authorization-detail", **d} for d in details
-        ],
-    }
-    return jwt.encode(claims, key, algorithm="HS256", headers={"typ": "at+jwt"})
+    return tokens.draft08_token(key, aud, *details, iss=iss, exp=exp)
 
 
 @attrs.define

@@ -133,8 +133,10 @@ class Hub:
         self._announce(subscriber, active=True)
         try:
             history = await self.transport.history(last_event_id)
-        except Exception:
-            subscriber.close("history unavailable")
+        except BaseException:
+            # Nothing was written yet: the caller answers (503, or nothing
+            # when the client is gone); the subscriber is only let go here.
+            subscriber.connection_lost("history unavailable")
             raise
         if subscriber.closed:
             return

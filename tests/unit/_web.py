@@ -96,10 +96,23 @@ class Stream:
     def disconnect(self) -> None:
         """The client goes away (uses StubTreq internals, see module docstring)."""
         self.done.addErrback(lambda _: None)  # the client side sees data loss
-        for pump in self.pumps:
-            pump.clientIO.loseConnection()
-            pump.serverIO.loseConnection()
-        self.web.flush()
+        cut(self.web, self.pumps)
+
+
+def cut(web: WebHub, pumps: set[Any]) -> None:
+    """Close both ends of the given in-memory connections."""
+    for pump in pumps:
+        pump.clientIO.loseConnection()
+        pump.serverIO.loseConnection()
+    web.flush()
+
+
+def start_get(web: WebHub, url: str, **kwargs: Any) -> tuple[Any, set[Any]]:
+    """Send a GET; return its Deferred response and the connection it opened."""
+    before = _pumps(web)
+    d = web.stub.get(url, **kwargs)
+    web.flush()
+    return d, _pumps(web) - before
 
 
 def _pumps(web: WebHub) -> set[Any]:
@@ -108,11 +121,9 @@ def _pumps(web: WebHub) -> set[Any]:
 
 def open_stream(web: WebHub, url: str, **kwargs: Any) -> Any:
     """GET ``url``; return a Stream for a 200 or the plain response otherwise."""
-    before = _pumps(web)
-    d = web.stub.get(url, **kwargs)
-    web.flush()
+    d, pumps = start_get(web, url, **kwargs)
     response = d.result if d.called else None
     assert response is not None, "no response headers yet"
     if response.code != 200:
         return response
-    return Stream(web, response, _pumps(web) - before)
+    return Stream(web, response, pumps)

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._web import HUB, Stream, draft07_token, draft08_token, make_hub, open_stream
+from ._web import HUB, Stream, cut, draft07_token, draft08_token, make_hub, open_stream, start_get
 
 FORM = {"Content-Type": ["application/x-www-form-urlencoded"]}
 PUB07 = draft07_token(publish=["*"])
@@ -218,6 +218,27 @@ class SubscribeTests(WebTestCase):
         s = self.stream("match=t&last_event_id=earliest")
         self.assertEqual(s.response.headers.getRawHeaders("mercure-last-event-id"), ["earliest"])
         self.assertEqual(s.ids(), ["e0", "e1", "e2"])
+
+    def test_history_failure_is_503_and_unregisters(self) -> None:
+        from twisted.internet.defer import fail
+
+        self.web.hub.transport.history = lambda _id: fail(RuntimeError("disk on fire"))
+        code, content, _ = self.get(self.web.url("?topic=t&lastEventID=x"))
+        self.assertEqual(code, 503)
+        self.assertEqual(self.web.hub.subscribers, {})
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_client_leaving_during_replay_unregisters(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        pending: Deferred = Deferred()
+        self.web.hub.transport.history = lambda _id: pending
+        d, connection = start_get(self.web, self.web.url("?topic=t&lastEventID=x"))
+        d.addErrback(lambda _: None)
+        self.assertEqual(len(self.web.hub.subscribers), 1)
+        cut(self.web, connection)
+        self.assertEqual(self.web.hub.subscribers, {})
+        self.assertTrue(pending.called)  # cancelled
 
     def test_head_answers_headers_only(self) -> None:
         d = self.web.stub.head(self.web.url("?topic=t"))

@@ -172,8 +172,6 @@ class HubWeb:
                     request, "this hub requires a subscriber token (anonymous access is off)"
                 )
             grants = ANONYMOUS
-        if grants.expires_at is not None and grants.expires_at <= self.clock.seconds():
-            return self.token_error(request, TokenError(401, "invalid_token", "token expired"))
         if request.method == b"HEAD":
             start_stream(request)
             return b""
@@ -200,7 +198,11 @@ class HubWeb:
             remote=str(getattr(request.getClientAddress(), "host", "")),
         )
 
+        started = False
+
         def before_replay(response_last_event_id: str | None) -> None:
+            nonlocal started
+            started = True
             if response_last_event_id is not None:
                 request.setHeader(
                     dialect.last_event_id_header, response_last_event_id.encode("utf-8")
@@ -210,10 +212,16 @@ class HubWeb:
 
         try:
             await self.hub.subscribe(subscriber, last_event_id, before_replay)
+        except CancelledError:  # the client left while history was read
+            subscriber.connection_lost()
+            return None
         except Exception:
             self.log.failure("subscription of {subscriber} failed", subscriber=subscriber.id)
-            subscriber.close("internal error")
-            return None
+            if started:
+                subscriber.close("internal error")
+                return None
+            subscriber.connection_lost("history unavailable")
+            return answer_error(request, 503, "history unavailable: retry later")
         try:
             await closed
         except CancelledError:

@@ -23,6 +23,14 @@ KEY_FLAGS = ("--publisher-jwt-key", SECRET, "--subscriber-jwt-key", SECRET)
 HUB_PATH = "/.well-known/mercure"
 
 START_TIMEOUT = 20.0
+
+#: Debian's Chromium, driven by Playwright (never downloaded), with the flags
+#: this sandboxed, offline machine needs.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 STOP_TIMEOUT = 5.0
 
 

@@ -38,15 +38,10 @@ from typing import Any
 import httpx
 import pytest
 
-from ._support import KEY_FLAGS, draft07_token, free_port, require_executable
+from ._support import CHROMIUM, CHROMIUM_ARGS, KEY_FLAGS, draft07_token, free_port, require_executable
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 WAIT_MS = 10_000
 PUB = draft07_token(publish=["*"])
 

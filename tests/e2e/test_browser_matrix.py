@@ -14,14 +14,12 @@ from typing import Any
 
 import pytest
 
-from ._support import DEV_SECRET, HubProcess, draft07_token, free_port, require_executable
+from ._support import (
+    CHROMIUM, CHROMIUM_ARGS, DEV_SECRET, HubProcess, draft07_token, free_port, require_executable,
+)
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 TOKEN = draft07_token(publish=["*"], subscribe=["*"], key=DEV_SECRET)
 NONCE = uuid.uuid4().hex
 
@@ -74,7 +72,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=require_executable("/usr/bin/chromium"), args=CHROMIUM_ARGS
+                executable_path=require_executable(CHROMIUM), args=CHROMIUM_ARGS
             )
             try:
                 page = browser.new_page()

@@ -12,14 +12,9 @@ from typing import Any
 
 import pytest
 
-from ._support import DEV_SECRET, draft07_token, require_executable
+from ._support import CHROMIUM, CHROMIUM_ARGS, DEV_SECRET, draft07_token, require_executable
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 def test_publish_from_the_page_reaches_its_subscription(start_hub: Any, tmp_path: Path) -> None:
@@ -29,7 +24,7 @@ def test_publish_from_the_page_reaches_its_subscription(start_hub: Any, tmp_path
     token = draft07_token(publish=["*"], subscribe=["*"], key=DEV_SECRET)
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=require_executable("/usr/bin/chromium"), args=CHROMIUM_ARGS
+            executable_path=require_executable(CHROMIUM), args=CHROMIUM_ARGS
         )
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1000})

@@ -40,6 +40,9 @@ class StreamSink(Protocol):
     def release(self) -> None:
         """The client went away: drop references, write nothing more."""
 
+    def abort(self) -> None:
+        """Drop the connection now, with whatever is still buffered for it."""
+
 
 @implementer(IPushProducer)
 class Subscriber:
@@ -149,7 +152,7 @@ class Subscriber:
             self._queue.append(data)
             self._queued_bytes += len(data)
             if self._queued_bytes > self._max_buffer:
-                self.close("slow: write buffer over limit")
+                self.cut_off("slow: write buffer over limit")
             else:
                 self.check_lag(self._clock.seconds())
             return
@@ -168,7 +171,7 @@ class Subscriber:
             and self._dispatch_timeout
             and now - self._paused_since > self._dispatch_timeout
         ):
-            self.close("slow: more than dispatch_timeout behind")
+            self.cut_off("slow: more than dispatch_timeout behind")
             return True
         return False
 
@@ -209,6 +212,20 @@ class Subscriber:
             self._sink.finish()
         except Exception:  # the connection may already be gone
             pass
+        self._release(reason)
+
+    def cut_off(self, reason: str) -> None:
+        """Drop a subscriber that cannot keep up.
+
+        Finishing its response cleanly would leave the bytes already
+        buffered for it (and its connection) held until it reads them: it is
+        aborted instead, which frees both at once.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self._sink.release()
+        self._sink.abort()
         self._release(reason)
 
     def connection_lost(self, reason: str = "client disconnected") -> None:

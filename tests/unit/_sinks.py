@@ -9,6 +9,7 @@ class ListSink:
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.finished = False
+        self.aborted = False
         self.producer: IPushProducer | None = None
 
     def write(self, data: bytes) -> None:
@@ -16,6 +17,10 @@ class ListSink:
         self.chunks.append(data)
 
     def finish(self) -> None:
+        self.finished = True
+
+    def abort(self) -> None:
+        self.aborted = True
         self.finished = True
 
     def release(self) -> None:

@@ -193,8 +193,9 @@ class HubTests(SynchronousTestCase):
         sub.pauseProducing()
         self.publish(update("t", "b"))
         self.clock.advance(6)
-        self.assertTrue(sink.finished)
+        self.assertTrue(sink.aborted)
         self.assertIn("slow", self.closed[-1][1])
+        self.assertNotIn(sub.id, self.hub.subscribers)
 
     def test_slow_subscriber_disconnected_over_buffer(self) -> None:
         sub, sink, _ = self.subscriber("t", max_buffer=1000)
@@ -202,7 +203,7 @@ class HubTests(SynchronousTestCase):
         self.publish(update("t", "a", data="x" * 600))
         self.assertFalse(sink.finished)
         self.publish(update("t", "b", data="x" * 600))
-        self.assertTrue(sink.finished)
+        self.assertTrue(sink.aborted)
 
     def test_event_bytes_shared_between_receivers(self) -> None:
         _, s1, _ = self.subscriber("t")

@@ -54,6 +54,14 @@ class RequestSink:
         else:
             request.unregisterProducer()  # type: ignore[attr-defined]
 
+    def abort(self) -> None:
+        self._finished = True
+        transport = getattr(getattr(self._request, "channel", None), "transport", None)
+        if transport is None:
+            return
+        abort = getattr(transport, "abortConnection", None)
+        (abort or transport.loseConnection)()
+
     def register_producer(self, producer: IPushProducer) -> None:
         self._request.registerProducer(producer, True)  # type: ignore[attr-defined]
 

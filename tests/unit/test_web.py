@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -48,6 +49,7 @@ class PublishTests(WebTestCase):
         code, body, response = self.publish({"topic": "https://example.com/a", "data": "x"})
         self.assertEqual(code, 200)
         self.assertTrue(body.startswith(b"urn:uuid:"))
+        self.assertEqual(uuid.UUID(body.decode()[len("urn:uuid:"):]).version, 7)
         self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/plain; charset=utf-8"])
 
     def test_publish_keeps_given_id(self) -> None:

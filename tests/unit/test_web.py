@@ -225,8 +225,9 @@ class SubscribeTests(WebTestCase):
         from twisted.internet.defer import fail
 
         self.web.hub.transport.history = lambda _id: fail(RuntimeError("disk on fire"))
-        code, content, _ = self.get(self.web.url("?topic=t&lastEventID=x"))
+        code, content, response = self.get(self.web.url("?topic=t&lastEventID=x"))
         self.assertEqual(code, 503)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["1"])
         self.assertEqual(self.web.hub.subscribers, {})
         self.flushLoggedErrors(RuntimeError)
 

@@ -36,4 +36,7 @@ def answer_error(
     request.setHeader(b"X-Content-Type-Options", b"nosniff")
     if challenge is not None:
         request.setHeader(b"WWW-Authenticate", challenge)
+    if status == 503:
+        # Transient by nature (a transport reconnecting): say when to retry.
+        request.setHeader(b"Retry-After", b"1")
     return (message.rstrip("\n") + "\n").encode("utf-8")

@@ -56,6 +56,16 @@ class PublishTests(WebTestCase):
         code, body, _ = self.publish({"topic": "t", "id": "my-id"})
         self.assertEqual((code, body), (200, b"my-id"))
 
+    def test_update_that_cannot_be_stored_is_503(self) -> None:
+        from twisted.internet.defer import fail
+
+        from mercure_twisted.transports import TransportUnavailable
+
+        self.web.hub.transport.publish = lambda u: fail(TransportUnavailable("store is down"))
+        code, content, response = self.publish({"topic": "t"})
+        self.assertEqual(code, 503)
+        self.assertIn(b"store is down", content)
+
     def test_draft08_token_publishes(self) -> None:
         code, _, _ = self.publish({"topic": "https://example.com/a"}, token=PUB08)
         self.assertEqual(code, 200)

@@ -59,9 +59,9 @@ class Subscriber:
     # Tens of thousands of these live at once: no per-instance dict, and the
     # queue of a paused subscriber is only allocated when it is needed.
     __slots__ = (
-        "id", "matchers", "match_types", "grants", "dialect", "remote", "_sink", "_clock",
-        "_on_close", "_max_buffer", "_dispatch_timeout", "connected_at", "last_write",
-        "last_event_id", "_held", "_paused_since", "_queue", "_queued_bytes", "closed",
+        "id", "matchers", "match_types", "grants", "dialect", "_sink", "_clock",
+        "_on_close", "_max_buffer", "_dispatch_timeout", "last_write",
+        "_held", "_paused_since", "_queue", "_queued_bytes", "closed",
         "__weakref__",
     )
 
@@ -78,22 +78,18 @@ class Subscriber:
         on_close: Callable[[Subscriber, str], None],
         max_buffer: int = 4 * 1024 * 1024,
         dispatch_timeout: float = 5.0,
-        remote: str = "",
     ) -> None:
         self.id = id
         self.matchers = matchers
         self.match_types = match_types
         self.grants = grants
         self.dialect = dialect
-        self.remote = remote
         self._sink = sink
         self._clock = clock
         self._on_close = on_close
         self._max_buffer = max_buffer
         self._dispatch_timeout = dispatch_timeout
-        self.connected_at = clock.seconds()
-        self.last_write = self.connected_at
-        self.last_event_id: str | None = None
+        self.last_write = clock.seconds()
         self._held: list[Update] | None = None
         self._paused_since: float | None = None
         self._queue: deque[bytes] | None = None
@@ -121,7 +117,6 @@ class Subscriber:
         if self._held is not None:
             self._held.append(update)
             return
-        self.last_event_id = update.id
         self.send(update.encoded)
 
     def hold(self) -> None:
@@ -135,7 +130,6 @@ class Subscriber:
             if self.closed:
                 return
             if self.wants(update):
-                self.last_event_id = update.id
                 self.send(update.encoded)
         for update in held:
             if history.up_to is not None and update.position is not None:

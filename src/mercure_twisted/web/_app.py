@@ -195,7 +195,6 @@ class HubWeb:
             on_close=on_close,
             max_buffer=self.config.max_subscriber_buffer,
             dispatch_timeout=self.config.dispatch_timeout,
-            remote=str(getattr(request.getClientAddress(), "host", "")),
         )
 
         started = False

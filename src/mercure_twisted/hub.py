@@ -22,8 +22,8 @@ from .update import Update
 
 __all__ = ["Hub", "SubscriptionEvents"]
 
-#: Builds the subscription-event update for one subscription of a
-#: subscriber (dialect-specific), or returns None when there is none.
+#: Builds the subscription-event updates of a subscriber that starts
+#: (``True``) or ends (``False``): one per subscription, in its dialect.
 SubscriptionEvents = Callable[[Subscriber, bool], Iterable[Update]]
 
 

@@ -17,7 +17,7 @@ from .hub import Hub
 from .subscriber import Subscriber
 from .transports import transport_from_url
 from .update import Update
-from .web import HubSite, HubWeb
+from .web import HubResource, HubSite, HubWeb
 
 __all__ = ["HubService", "build_application"]
 
@@ -59,5 +59,5 @@ def build_application(config: HubConfig, reactor: Any) -> tuple[Site, IService]:
     )
     verifier = TokenVerifier(config, reactor=reactor, http_client=cast(HTTPClient, treq))
     web = HubWeb(hub, config, verifier, reactor)
-    site = HubSite(web.app.resource(), max_body_size=config.max_body_size, reactor=reactor)
+    site = HubSite(HubResource(web), max_body_size=config.max_body_size, reactor=reactor)
     return site, HubService(hub)

@@ -18,7 +18,9 @@ from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.server import NOT_DONE_YET
 
 from ..auth import ANONYMOUS, Grants, TokenError, TokenVerifier, read_token
 from ..auth import forbidden_publish
@@ -136,8 +138,7 @@ class HubWeb:
 
     # -- subscribe --------------------------------------------------------
 
-    @app.route(HUB_PATH, methods=["GET", "HEAD", "QUERY"])
-    async def subscribe(self, request: IRequest) -> Any:
+    async def subscribe(self, request: IRequest) -> bytes | None:
         self.cors.apply(request)
         request.setHeader(b"Link", self.discovery_link(request))
         try:
@@ -176,14 +177,7 @@ class HubWeb:
             start_stream(request)
             return b""
 
-        closed: Deferred[None] = Deferred(lambda _: subscriber.connection_lost())
         sink = RequestSink(request)
-
-        def on_close(subscriber: Subscriber, reason: str) -> None:
-            self.hub.unsubscribe(subscriber, reason)
-            if not closed.called:
-                closed.callback(None)
-
         subscriber = Subscriber(
             id=new_event_id(),
             matchers=params.matchers,
@@ -192,11 +186,11 @@ class HubWeb:
             dialect=dialect.name,
             sink=sink,
             clock=self.clock,
-            on_close=on_close,
+            on_close=self.hub.unsubscribe,
             max_buffer=self.config.max_subscriber_buffer,
             dispatch_timeout=self.config.dispatch_timeout,
         )
-
+        sink.on_lost = subscriber.connection_lost
         started = False
 
         def before_replay(response_last_event_id: str | None) -> None:
@@ -221,11 +215,36 @@ class HubWeb:
                 return None
             subscriber.connection_lost("history unavailable")
             return answer_error(request, 503, "history unavailable: retry later")
-        try:
-            await closed
-        except CancelledError:
-            pass
+        # The stream is open: this coroutine ends here and keeps nothing
+        # alive; the subscriber finishes the response when its stream ends.
         return None
+
+    def render_subscribe(self, request: IRequest) -> object:
+        """Serve a subscription on plain twisted.web (see ``HubResource``).
+
+        The coroutine answers an error (bytes, then the response is
+        finished) or opens the stream and returns None; a client that leaves
+        while it runs cancels it.
+        """
+        d = Deferred.fromCoroutine(self.subscribe(request))
+        request.notifyFinish().addErrback(lambda _: d.cancel())  # type: ignore[attr-defined]
+
+        def answered(result: bytes | None) -> None:
+            if result is None or _finished(request):
+                return
+            request.write(result)
+            request.finish()  # type: ignore[attr-defined]
+
+        def failed(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return
+            self.log.failure("subscribe request failed", failure)
+            if not _finished(request):
+                request.setResponseCode(500)
+                request.finish()  # type: ignore[attr-defined]
+
+        d.addCallbacks(answered, failed)
+        return NOT_DONE_YET
 
     def subscribe_pairs(self, request: IRequest) -> list[tuple[str, str]]:
         query = request.uri.partition(b"?")[2]
@@ -464,6 +483,10 @@ class HubWeb:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"max-age=300")
         return json.dumps(document).encode("utf-8")
+
+
+def _finished(request: IRequest) -> bool:
+    return bool(getattr(request, "finished", False) or getattr(request, "_disconnected", False))
 
 
 class _Forbidden(Exception):

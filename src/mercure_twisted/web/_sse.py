@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from ..update import encode_comment
@@ -22,15 +25,20 @@ OPENING = encode_comment()
 class RequestSink:
     """Adapts a twisted.web request to the subscriber's ``StreamSink``."""
 
-    __slots__ = ("_request", "_finished")
+    __slots__ = ("_request", "_finished", "on_lost")
 
     def __init__(self, request: IRequest) -> None:
         self._request = request
         self._finished = False
+        #: Called once if the client goes away before the stream ended.
+        self.on_lost: Callable[[], None] | None = None
         request.notifyFinish().addBoth(self._gone)  # type: ignore[attr-defined]
 
-    def _gone(self, _: object) -> None:
+    def _gone(self, result: object) -> None:
         self._finished = True
+        if isinstance(result, Failure) and self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost()
 
     def write(self, data: bytes) -> None:
         if not self._finished:

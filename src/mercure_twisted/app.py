@@ -43,12 +43,10 @@ class HubService(Service):
 
 def build_application(config: HubConfig, reactor: Any) -> tuple[Site, IService]:
     transport = transport_from_url(config)
-    web: HubWeb | None = None
 
     def subscription_events(subscriber: Subscriber, active: bool) -> list[Update]:
         dialect = DRAFT08 if subscriber.dialect == "08" else DRAFT07
-        assert web is not None
-        return dialect.subscription_events(subscriber, active, web.hub_path)
+        return dialect.subscription_events(subscriber, active, config.hub_path)
 
     hub = Hub(
         transport=transport,

@@ -11,6 +11,7 @@ request.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -24,6 +25,9 @@ __all__ = [
 ]
 
 Role = Literal["publisher", "subscriber"]
+
+#: Where the hub is served (the well-known path both drafts define).
+DEFAULT_HUB_PATH = "/.well-known/mercure"
 Protocol = Literal["0", "1", "both"]
 
 #: The documented well-known secret of ``--dev``.  Never use it in production:
@@ -94,6 +98,14 @@ class HubConfig:
 
     def keys_for(self, role: Role) -> tuple[KeySpec, ...]:
         return tuple(k for k in self.keys if k.role == role)
+
+    @property
+    def hub_path(self) -> str:
+        """The path of the hub URL: the root of its reserved namespace and of
+        subscription-event topics (``/.well-known/mercure`` by default)."""
+        if self.public_url:
+            return urlsplit(self.public_url).path.rstrip("/") or DEFAULT_HUB_PATH
+        return DEFAULT_HUB_PATH
 
     @property
     def accepts_draft07(self) -> bool:

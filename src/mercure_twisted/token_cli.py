@@ -32,11 +32,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from .auth import MERCURE_DETAIL_TYPE
 from .config import HMAC_ALGORITHMS, SUPPORTED_ALGORITHMS
 
 __all__ = ["TokenCLIError", "build_claims", "main", "mint"]
 
-MERCURE_DETAIL_TYPE = "https://mercure.rocks/authorization-detail"
 _PROG = "mercure-token"
 
 

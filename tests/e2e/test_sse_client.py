@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from ._support import KEY_FLAGS, SECRET, draft07_token, draft08_token
+from ._support import KEY_FLAGS, draft07_token, draft08_token
 
 pytestmark = pytest.mark.e2e
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..auth import DRAFT07_COOKIE
 from ..matching import Matcher, compile_selector
 from ..subscriber import Subscriber
 from ..validation import forbidden_character
@@ -15,7 +16,7 @@ JSONLD_CONTEXT = "https://mercure.rocks/"
 class Draft07(SubscriptionEventsMixin):
     name = "07"
     last_event_id_header = b"Last-Event-ID"
-    default_cookie = "mercureAuthorization"
+    default_cookie = DRAFT07_COOKIE
     token_in_query = True
     subscriptions_content_type = b"application/ld+json"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..auth import DRAFT08_COOKIE
 from ..matching import MATCHER_TYPES, Matcher, MatcherError, compile_matcher
 from ..subscriber import Subscriber
 from ..validation import forbidden_character
@@ -34,7 +35,7 @@ def _matcher_type(name: str) -> str | None:
 class Draft08(SubscriptionEventsMixin):
     name = "08"
     last_event_id_header = b"Mercure-Last-Event-ID"
-    default_cookie = "__Secure-mercure_access_token"
+    default_cookie = DRAFT08_COOKIE
     token_in_query = False
     subscriptions_content_type = b"application/json"
     hub_event_type = HUB_EVENT_TYPE

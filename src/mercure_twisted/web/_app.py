@@ -22,9 +22,16 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
-from ..auth import ANONYMOUS, Grants, TokenError, TokenVerifier, read_token
-from ..auth import forbidden_publish
-from ..config import HubConfig
+from ..auth import (
+    ANONYMOUS,
+    MERCURE_DETAIL_TYPE,
+    Grants,
+    TokenError,
+    TokenVerifier,
+    forbidden_publish,
+    read_token,
+)
+from ..config import DEFAULT_HUB_PATH, HubConfig
 from ..dialects import DRAFT07, DRAFT08, Dialect, RequestError, detect
 from ..hub import Hub
 from ..subscriber import Subscriber
@@ -37,9 +44,8 @@ from ._responses import answer_error, bearer_challenge
 from ._sse import RequestSink, start_stream
 from ._ui import CONTENT_SECURITY_POLICY, ui_file
 
-HUB_PATH = "/.well-known/mercure"
+HUB_PATH = DEFAULT_HUB_PATH
 METADATA_PATH = "/.well-known/oauth-protected-resource" + HUB_PATH
-AUTHORIZATION_DETAIL_TYPE = "https://mercure.rocks/authorization-detail"
 FORM_TYPE = b"application/x-www-form-urlencoded"
 
 
@@ -57,9 +63,7 @@ class HubWeb:
         self.verifier = verifier
         self.clock = clock
         self.cors = CORSPolicy(config.cors_origins)
-        self.hub_path = (
-            urlsplit(config.public_url).path.rstrip("/") if config.public_url else HUB_PATH
-        ) or HUB_PATH
+        self.hub_path = config.hub_path
 
     # -- helpers ----------------------------------------------------------
 
@@ -473,7 +477,7 @@ class HubWeb:
             return answer_error(request, 404, "this hub speaks draft-07 only: no metadata")
         document: dict[str, Any] = {
             "resource": self.hub_url(request),
-            "authorization_details_types_supported": [AUTHORIZATION_DETAIL_TYPE],
+            "authorization_details_types_supported": [MERCURE_DETAIL_TYPE],
             "bearer_methods_supported": ["header"],
             "mercure_cookie": self.config.cookie_name or DRAFT08.default_cookie,
             "mercure_matcher_types_supported": ["exact", "urlpattern"],

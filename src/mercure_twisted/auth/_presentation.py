@@ -10,8 +10,6 @@ draft-08 ``__Secure-mercure_access_token``, or the configured ``cookie_name``.
 
 from __future__ import annotations
 
-from urllib.parse import unquote_to_bytes
-
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -19,6 +17,7 @@ from typing import Literal
 import attrs
 from twisted.web.iweb import IRequest
 
+from ..urlencoded import parse_pairs, query_of
 from ._errors import TokenError
 
 __all__ = [
@@ -86,7 +85,9 @@ def read_token(
     if headers:
         return TokenPresentation(_header_token(list(headers)), "header")
     if allow_query:
-        values = _query_values(request.uri, b"authorization")
+        # The query only, never request.args: twisted.web merges a POST
+        # form body into it, and a form field is not the query parameter.
+        values = [v for n, v in parse_pairs(query_of(request.uri)) if n == b"authorization"]
         if values:
             if len(values) > 1:
                 raise TokenError.invalid_request("more than one authorization query parameter")
@@ -109,18 +110,3 @@ def read_token(
             if token:
                 return TokenPresentation(token, "cookie")
     return None
-
-
-def _query_values(uri: bytes, name: bytes) -> list[bytes]:
-    """Values of ``name`` in the query component only.
-
-    Not ``request.args``: twisted.web merges a POST form body into it, and a
-    form field must never be taken for the draft-07 query parameter.
-    """
-    query = uri.partition(b"?")[2].partition(b"#")[0]
-    values = []
-    for pair in query.split(b"&"):
-        key, sep, value = pair.partition(b"=")
-        if unquote_to_bytes(key.replace(b"+", b" ")) == name:
-            values.append(unquote_to_bytes(value.replace(b"+", b" ")))
-    return values

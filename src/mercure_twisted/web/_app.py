@@ -37,6 +37,7 @@ from ..hub import Hub
 from ..subscriber import Subscriber
 from ..transports import TransportUnavailable
 from ..update import Update, new_event_id
+from ..urlencoded import query_of
 from ..validation import RETRY_DIGITS, addresses_reserved_namespace, forbidden_character
 from ._cors import CORSPolicy
 from ._forms import parse_form
@@ -251,8 +252,7 @@ class HubWeb:
         return NOT_DONE_YET
 
     def subscribe_pairs(self, request: IRequest) -> list[tuple[str, str]]:
-        query = request.uri.partition(b"?")[2]
-        pairs = parse_form(query, "query")
+        pairs = parse_form(query_of(request.uri), "query")
         if request.method == b"QUERY":
             content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip()
             body = self.read_body(request)

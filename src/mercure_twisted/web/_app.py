@@ -1,11 +1,10 @@
-"""The Klein routes of the hub.
+"""The HTTP face of the hub: subscriptions, publishing, the subscription API.
 
 Requests are translated by a dialect into engine terms and handed to the
 ``Hub``; this module decides nothing about who receives what.  Every
-failure is answered with a precise status and a plain-text reason, and a
-subscriber's stream stays open as the pending Deferred of its route: Klein
-cancels it when the client goes away, which is where the subscriber is let
-go.
+failure is answered with a precise status and a plain-text reason.
+Subscriptions are served on plain twisted.web (``render_subscribe``, see
+``_root.py``); everything short-lived is routed by Klein.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ FORM_TYPE = b"application/x-www-form-urlencoded"
 
 
 class HubWeb:
-    """The HTTP face of one ``Hub``; ``app.resource()`` is served by a Site."""
+    """The HTTP face of one ``Hub``, served through ``HubResource``."""
 
     app = Klein()
     log = Logger()
@@ -254,10 +253,9 @@ class HubWeb:
     def subscribe_pairs(self, request: IRequest) -> list[tuple[str, str]]:
         pairs = parse_form(query_of(request.uri), "query")
         if request.method == b"QUERY":
-            content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip()
             body = self.read_body(request)
             if body:
-                if content_type.lower() != FORM_TYPE:
+                if _media_type(request) != FORM_TYPE:
                     raise RequestError(
                         "a QUERY body must be application/x-www-form-urlencoded", 415
                     )
@@ -269,14 +267,21 @@ class HubWeb:
         return pairs
 
     def read_body(self, request: IRequest) -> bytes:
+        """The body, at most ``max_body_size`` bytes (413 beyond).
+
+        ``HubSite`` already stops storing an oversized body as it arrives;
+        the length checks here also cover requests from another Site.
+        """
         limit = self.config.max_body_size
-        if getattr(request, "body_too_large", False):
-            raise RequestError(f"request body larger than {limit} bytes", 413)
         length = request.getHeader(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise RequestError(f"request body larger than {limit} bytes", 413)
-        body = request.content.read(limit + 1) if request.content is not None else b""
-        if len(body) > limit:
+        body = b""
+        too_large = getattr(request, "body_too_large", False) or (
+            length is not None and length.isdigit() and int(length) > limit
+        )
+        if not too_large and request.content is not None:
+            body = request.content.read(limit + 1)
+            too_large = len(body) > limit
+        if too_large:
             raise RequestError(f"request body larger than {limit} bytes", 413)
         return body
 
@@ -287,8 +292,7 @@ class HubWeb:
         self.cors.apply(request)
         request.setHeader(b"Link", self.discovery_link(request))
         try:
-            content_type = (request.getHeader(b"content-type") or FORM_TYPE).split(b";")[0]
-            if content_type.strip().lower() != FORM_TYPE:
+            if _media_type(request, default=FORM_TYPE) != FORM_TYPE:
                 raise RequestError(
                     "publish with Content-Type: application/x-www-form-urlencoded", 415
                 )
@@ -407,6 +411,7 @@ class HubWeb:
             return answer_error(request, e.status, str(e))
         except TokenError as e:
             return self.token_error(request, e)
+        # The resource in the relative form subscription-event topics use.
         topic = self.hub_path + raw_path[len(HUB_PATH):]
         if not grants.may_read_topic(topic):
             return self.forbidden(request, f"token has no subscribe grant for {topic}")
@@ -433,7 +438,7 @@ class HubWeb:
             if dialect is DRAFT07:
                 body["lastEventID"] = last_event_id
         else:
-            body = dialect.collection_document(self.hub_path + raw_path[len(HUB_PATH):], documents, last_event_id)
+            body = dialect.collection_document(topic, documents, last_event_id)
         request.setHeader(b"Content-Type", dialect.subscriptions_content_type)
         request.setHeader(b"Cache-Control", b"must-revalidate")
         request.setHeader(b"ETag", f'"{last_event_id}"'.encode("utf-8"))
@@ -487,6 +492,11 @@ class HubWeb:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"max-age=300")
         return json.dumps(document).encode("utf-8")
+
+
+def _media_type(request: IRequest, default: bytes = b"") -> bytes:
+    """The request's media type, lower case, without parameters."""
+    return (request.getHeader(b"content-type") or default).split(b";")[0].strip().lower()
 
 
 def _finished(request: IRequest) -> bool:

@@ -43,24 +43,24 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def _count(value: str) -> int:
+def _integer(value: str, *, minimum: int, what: str, too_small: str) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not an integer") from None
-    if n < 0:
-        raise ValueError(f"{value!r} is negative")
+        raise ValueError(f"{value!r} is not {what}") from None
+    if n < minimum:
+        raise ValueError(f"{value!r} {too_small}")
     return n
+
+
+def _count(value: str) -> int:
+    return _integer(value, minimum=0, what="an integer", too_small="is negative")
 
 
 def _size(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a number of bytes") from None
-    if n <= 0:
-        raise ValueError(f"{value!r} is not a positive number of bytes")
-    return n
+    return _integer(
+        value, minimum=1, what="a number of bytes", too_small="is not a positive number of bytes"
+    )
 
 
 def _protocol(value: str) -> str:

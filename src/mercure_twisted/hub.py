@@ -47,7 +47,6 @@ class Hub:
         self._index: TopicIndex[Subscriber] = TopicIndex()
         self.subscribers: dict[str, Subscriber] = {}
         self._deadlines: dict[Subscriber, IDelayedCall] = {}
-        self._paused_check: LoopingCall | None = None
         self._heartbeat_loop: LoopingCall | None = None
         self.running = False
 
@@ -64,7 +63,6 @@ class Hub:
                 # three quarters of it: silence never exceeds the interval,
                 # and a quiet stream gets one comment per interval or less.
                 self._heartbeat_loop = self._loop(self._beat, self._heartbeat / 4)
-            self._paused_check = self._loop(self._check_slow, 1.0)
 
         return ensureDeferred(start())
 
@@ -79,9 +77,8 @@ class Hub:
 
         async def stop() -> None:
             self.running = False
-            for loop in (self._heartbeat_loop, self._paused_check):
-                if loop is not None and loop.running:
-                    loop.stop()
+            if self._heartbeat_loop is not None and self._heartbeat_loop.running:
+                self._heartbeat_loop.stop()
             for subscriber in list(self.subscribers.values()):
                 subscriber.close("hub shutting down")
             result = self.transport.stop()
@@ -188,12 +185,6 @@ class Hub:
         for subscriber in list(self.subscribers.values()):
             if subscriber.last_write <= threshold:
                 subscriber.heartbeat()
-
-    def _check_slow(self) -> None:
-        now = self._clock.seconds()
-        for subscriber in list(self.subscribers.values()):
-            if subscriber.paused:
-                subscriber.check_lag(now)
 
     # -- queries ----------------------------------------------------------
 

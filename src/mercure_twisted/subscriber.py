@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -61,7 +61,7 @@ class Subscriber:
     __slots__ = (
         "id", "matchers", "match_types", "grants", "dialect", "_sink", "_clock",
         "_on_close", "_max_buffer", "_dispatch_timeout", "last_write",
-        "_held", "_paused_since", "_queue", "_queued_bytes", "closed",
+        "_held", "_paused_since", "_queue", "_queued_bytes", "_lag_timer", "closed",
         "__weakref__",
     )
 
@@ -94,6 +94,7 @@ class Subscriber:
         self._paused_since: float | None = None
         self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
+        self._lag_timer: IDelayedCall | None = None
         self.closed = False
 
     # -- what it receives -------------------------------------------------
@@ -147,8 +148,8 @@ class Subscriber:
             self._queued_bytes += len(data)
             if self._queued_bytes > self._max_buffer:
                 self.cut_off("slow: write buffer over limit")
-            else:
-                self.check_lag(self._clock.seconds())
+            elif self._lag_timer is None:
+                self._arm_lag_timer()
             return
         self.last_write = self._clock.seconds()
         self._sink.write(data)
@@ -157,21 +158,27 @@ class Subscriber:
         if self._paused_since is None:
             self.send(encode_comment())
 
-    def check_lag(self, now: float) -> bool:
-        """Disconnect if paused with events waiting for longer than allowed."""
-        if (
-            self._paused_since is not None
-            and self._queue
-            and self._dispatch_timeout
-            and now - self._paused_since > self._dispatch_timeout
-        ):
-            self.cut_off("slow: more than dispatch_timeout behind")
-            return True
-        return False
+    def _arm_lag_timer(self) -> None:
+        """Cut the subscriber off ``dispatch_timeout`` after it was paused.
 
-    @property
-    def paused(self) -> bool:
-        return self._paused_since is not None
+        Armed only while events wait for a paused subscriber, so that idle
+        subscribers cost no timer and no periodic check.
+        """
+        if not self._dispatch_timeout or self._paused_since is None:
+            return
+        delay = self._paused_since + self._dispatch_timeout - self._clock.seconds()
+        self._lag_timer = self._clock.callLater(max(0.0, delay), self._lag_expired)
+
+    def _lag_expired(self) -> None:
+        self._lag_timer = None
+        if self._paused_since is not None and self._queue:
+            self.cut_off("slow: more than dispatch_timeout behind")
+
+    def _cancel_lag_timer(self) -> None:
+        if self._lag_timer is not None:
+            if self._lag_timer.active():
+                self._lag_timer.cancel()
+            self._lag_timer = None
 
     # -- IPushProducer ----------------------------------------------------
 
@@ -181,6 +188,7 @@ class Subscriber:
 
     def resumeProducing(self) -> None:
         self._paused_since = None
+        self._cancel_lag_timer()
         queue = self._queue
         while queue and self._paused_since is None and not self.closed:
             data = queue.popleft()
@@ -189,6 +197,8 @@ class Subscriber:
             self._sink.write(data)
         if not queue:
             self._queue = None
+        elif not self.closed:  # paused again while flushing
+            self._arm_lag_timer()
 
     def stopProducing(self) -> None:
         self.connection_lost()
@@ -229,6 +239,7 @@ class Subscriber:
             self._release(reason)
 
     def _release(self, reason: str) -> None:
+        self._cancel_lag_timer()
         self._queue = None
         self._queued_bytes = 0
         self._held = None

@@ -197,6 +197,34 @@ class HubTests(SynchronousTestCase):
         self.assertIn("slow", self.closed[-1][1])
         self.assertNotIn(sub.id, self.hub.subscribers)
 
+    def test_paused_again_while_flushing_still_times_out(self) -> None:
+        sub, sink, _ = self.subscriber("t", dispatch_timeout=5)
+        sub.pauseProducing()
+        self.publish(update("t", "a"))
+        self.publish(update("t", "b"))
+        original = sink.write
+
+        def write_then_pause(data: bytes) -> None:
+            original(data)
+            sub.pauseProducing()  # the transport fills up again at once
+
+        sink.write = write_then_pause  # type: ignore[method-assign]
+        sub.resumeProducing()
+        self.assertEqual(sink.ids(), ["a"])
+        self.clock.advance(4)
+        self.assertFalse(sink.aborted)
+        self.clock.advance(2)
+        self.assertTrue(sink.aborted)
+
+    def test_idle_paused_subscriber_is_not_cut_off(self) -> None:
+        sub, sink, _ = self.subscriber("t", dispatch_timeout=5)
+        sub.pauseProducing()
+        self.clock.advance(60)
+        self.assertFalse(sink.finished)
+        sub.resumeProducing()
+        self.publish(update("t", "a"))
+        self.assertEqual(sink.ids(), ["a"])
+
     def test_slow_subscriber_disconnected_over_buffer(self) -> None:
         sub, sink, _ = self.subscriber("t", max_buffer=1000)
         sub.pauseProducing()

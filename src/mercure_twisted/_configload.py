@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 #: Transport URL schemes this release can start (see transports/).
-SUPPORTED_TRANSPORTS = ("memory",)
+SUPPORTED_TRANSPORTS = ("sqlite", "memory", "redis", "rediss")
 
 import attrs
 
@@ -115,7 +115,9 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "issuer": _str,
     "protocol": _protocol,
     "history_size": _int,
+    "history_max_age": _float,
     "transport": _str,
+    "data_dir": _str,
     "dev": _bool,
     "debug_ui": _bool,
     "max_matchers": _int,
@@ -137,11 +139,12 @@ ENVIRONMENT: dict[str, str] = {
     "MERCURE_SUBSCRIBER_JWT_KEY": "subscriber_jwt_key",
     "MERCURE_SUBSCRIBER_JWT_ALG": "subscriber_jwt_alg",
     "MERCURE_TRANSPORT_URL": "transport",
+    "MERCURE_DATA_DIR": "data_dir",
 }
 
 _KEY_VALUE_SETTINGS = frozenset(f"{role}_jwt_key" for role in ROLES)
 
-_FLOAT_SETTINGS = ("heartbeat", "write_timeout", "dispatch_timeout")
+_FLOAT_SETTINGS = ("heartbeat", "write_timeout", "dispatch_timeout", "history_max_age")
 _INT_SETTINGS = (
     "history_size",
     "max_matchers",
@@ -296,6 +299,22 @@ def _role_keys(settings: Mapping[str, Any], role: Role, issuer: str | None) -> l
     return specs
 
 
+def default_data_dir(environ: Mapping[str, str]) -> str:
+    """Where ``twistd mercure`` keeps its files when ``data_dir`` is not set.
+
+    systemd's ``StateDirectory=`` (``$STATE_DIRECTORY``) first, then the XDG
+    data directory of the user running the hub: a sensible place that needs
+    no root and survives reboots (unlike ``/tmp``).
+    """
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return state
+    base = environ.get("XDG_DATA_HOME") or os.path.join(
+        environ.get("HOME") or os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(base, "mercure-twisted")
+
+
 def _build(settings: dict[str, Any], issuer_tables: list[dict[str, Any]]) -> HubConfig:
     dev = bool(settings.get("dev", False))
     if dev:
@@ -437,6 +456,13 @@ def load_config(
         settings.update(from_file)
     settings.update(_from_environ(environ))
     settings.update(_from_flags(flags))
+    if not settings.get("data_dir"):
+        settings["data_dir"] = default_data_dir(environ)
+    settings["data_dir"] = os.path.abspath(os.path.expanduser(settings["data_dir"]))
+    # The embedded default: durable history in one SQLite file.
+    settings.setdefault(
+        "transport", "sqlite://" + os.path.join(settings["data_dir"], "mercure.db")
+    )
     config = _build(settings, issuer_tables)
     validate(config)
     return config

@@ -42,7 +42,7 @@ class HubService(Service):
 
 
 def build_application(config: HubConfig, reactor: Any) -> tuple[Site, IService]:
-    transport = transport_from_url(config)
+    transport = transport_from_url(config, reactor)
 
     def subscription_events(subscriber: Subscriber, active: bool) -> list[Update]:
         dialect = DRAFT08 if subscriber.dialect == "08" else DRAFT07

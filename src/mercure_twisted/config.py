@@ -85,7 +85,13 @@ class HubConfig:
     issuers: tuple[str, ...] = ()  # draft-08 iss values the keys are bound to
     protocol: Protocol = "both"
     history_size: int = 1000
+    # Seconds an update stays in history; 0 keeps it until history_size evicts it.
+    history_max_age: float = 0.0
+    # ``twistd mercure`` defaults to ``sqlite:///<data_dir>/mercure.db`` (see
+    # ``_configload.default_data_dir``); a hub built in code defaults to memory.
     transport: str = "memory://"
+    # Where the hub keeps its files (the SQLite history, the WebSub bridge's state).
+    data_dir: str = ""
     dev: bool = False
     debug_ui: bool = False
     # Limits (400 beyond them): matchers per subscription and their length,

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from .index import TopicIndex
 from .subscriber import Subscriber
-from .transports import ITransport
+from .transports import IPresence, ITransport, SubscriptionRecord
 from .update import Update
 
 __all__ = ["Hub", "SubscriptionEvents"]
@@ -121,6 +121,7 @@ class Hub:
         """
         self.subscribers[subscriber.id] = subscriber
         self._index.add(subscriber, subscriber.matchers)
+        self.transport.presence.add(subscriber.id, subscriber.records())
         self._schedule_deadline(subscriber)
         if last_event_id is None:
             before_replay(None)
@@ -146,6 +147,7 @@ class Hub:
             return
         del self.subscribers[subscriber.id]
         self._index.remove(subscriber, subscriber.matchers)
+        self.transport.presence.remove(subscriber.id)
         deadline = self._deadlines.pop(subscriber, None)
         if deadline is not None and deadline.active():
             deadline.cancel()
@@ -187,6 +189,12 @@ class Hub:
                 subscriber.heartbeat()
 
     # -- queries ----------------------------------------------------------
+
+    def subscriptions(self) -> Deferred[list[SubscriptionRecord]]:
+        """Every active subscription of the hub: of the whole cluster when
+        the transport is shared (its presence), else of this process."""
+        presence: IPresence = self.transport.presence
+        return presence.active()
 
     def last_event_id(self) -> str:
         return self.transport.last_event_id() or "earliest"

@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from .auth import Grants
 from .matching import Matcher
-from .transports import HistoryResult
+from .transports import HistoryResult, SubscriptionRecord
 from .update import Update, encode_comment
 
 __all__ = ["Subscriber", "StreamSink"]
@@ -105,9 +105,15 @@ class Subscriber:
             return False
         return any(m.matches(t) for m in self.matchers for t in update.topics)
 
-    def payloads(self) -> Iterable[tuple[Matcher, str, Any]]:
-        for matcher, match_type in zip(self.matchers, self.match_types):
-            yield matcher, match_type, self.grants.payload_for(matcher.pattern)
+    def records(self) -> tuple[SubscriptionRecord, ...]:
+        """This subscriber's subscriptions as plain values (API, events, presence)."""
+        return tuple(
+            SubscriptionRecord(
+                self.id, self.dialect, match_type, matcher.pattern,
+                self.grants.payload_for(matcher.pattern),
+            )
+            for matcher, match_type in zip(self.matchers, self.match_types)
+        )
 
     # -- delivery ---------------------------------------------------------
 

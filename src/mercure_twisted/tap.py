@@ -113,7 +113,9 @@ class Options(usage.Options):
         ["issuer", None, None, "Draft-08 issuer (iss) the keys are bound to."],
         ["protocol", None, None, "Protocol generations: 1 (draft-08), 0 (draft-07) or both (default).", _protocol],
         ["history-size", None, None, "Updates kept for Last-Event-ID (default: 1000).", _count],
-        ["transport", None, None, "Transport URL: memory:// (default) or redis://host:6379/0."],
+        ["history-max-age", None, None, "Seconds an update stays in history, 0: no age limit (default: 0).", _seconds],
+        ["transport", None, None, "Transport URL: sqlite:///path.db (default: DATA_DIR/mercure.db), redis://host:6379/0 or memory://."],
+        ["data-dir", None, None, "Directory of the hub's files (default: $STATE_DIRECTORY or ~/.local/share/mercure-twisted)."],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:

@@ -111,6 +111,10 @@ class HubProcess:
             "--listen", f"tcp:{self.port}:interface={self.host}",
             *self.flags,
         ]
+        if "--data-dir" not in self.flags:
+            # The default SQLite history goes next to the log, never into
+            # the developer's own data directory.
+            command += ["--data-dir", str(self.log_path.parent / f"data-{self.port}")]
         env = dict(os.environ)
         # Settings come from the flags only, never from the developer's shell.
         for name in list(env):

@@ -54,7 +54,28 @@ def error(tmp_path: pathlib.Path, toml: str | None = None, **kw: Any) -> str:
 
 
 def test_defaults_are_hubconfigs(tmp_path: pathlib.Path) -> None:
-    assert load(tmp_path) == HubConfig()
+    """Everything defaults as in HubConfig but the durable SQLite history,
+    kept in the XDG data directory of the user."""
+    data = tmp_path / "mercure-twisted"
+    assert load(tmp_path, environ={"XDG_DATA_HOME": str(tmp_path)}) == HubConfig(
+        transport=f"sqlite://{data}/mercure.db", data_dir=str(data)
+    )
+
+
+def test_data_dir_sources(tmp_path: pathlib.Path) -> None:
+    home = {"HOME": str(tmp_path / "home")}
+    assert load(tmp_path, environ=home).data_dir == str(tmp_path / "home/.local/share/mercure-twisted")
+    systemd = {**home, "STATE_DIRECTORY": "/var/lib/mercure:/var/lib/other"}
+    assert load(tmp_path, environ=systemd).data_dir == "/var/lib/mercure"
+    explicit = {**systemd, "MERCURE_DATA_DIR": str(tmp_path / "env")}
+    config = load(tmp_path, environ=explicit)
+    assert config.data_dir == str(tmp_path / "env")
+    assert config.transport == f"sqlite://{tmp_path}/env/mercure.db"
+    flagged = load(tmp_path, environ=explicit, flags={"data_dir": str(tmp_path / "flag")})
+    assert flagged.data_dir == str(tmp_path / "flag")
+    # An explicit transport is never replaced by the default file.
+    memory = load(tmp_path, environ=explicit, flags={"transport": "memory://"})
+    assert memory.transport == "memory://"
 
 
 def test_precedence_defaults_toml_environment_flags(tmp_path: pathlib.Path) -> None:
@@ -101,8 +122,10 @@ def test_environment_variables(tmp_path: pathlib.Path) -> None:
 
 
 def test_empty_environment_variable_is_unset(tmp_path: pathlib.Path) -> None:
-    config = load(tmp_path, environ={"MERCURE_PUBLISHER_JWT_KEY": "", "MERCURE_TRANSPORT_URL": ""})
-    assert config == HubConfig()
+    empty = {"MERCURE_PUBLISHER_JWT_KEY": "", "MERCURE_TRANSPORT_URL": "", "MERCURE_DATA_DIR": ""}
+    config = load(tmp_path, environ={**empty, "XDG_DATA_HOME": str(tmp_path)})
+    assert config == load(tmp_path, environ={"XDG_DATA_HOME": str(tmp_path)})
+    assert not config.keys and config.transport.startswith("sqlite://")
 
 
 # -- every key --------------------------------------------------------------------
@@ -129,7 +152,9 @@ public_url = "https://hub.example.com/.well-known/mercure"
 issuer = "https://global.example.com"
 protocol = "1"
 history_size = 0
+history_max_age = 30
 transport = "memory://r:6379/0"
+data_dir = "/srv/mercure"
 dev = false
 debug_ui = true
 max_matchers = 3
@@ -184,7 +209,9 @@ def test_every_key(tmp_path: pathlib.Path) -> None:
         issuers=("https://global.example.com", "https://a.example.com", "https://b.example.com"),
         protocol="1",
         history_size=0,
+        history_max_age=30.0,
         transport="memory://r:6379/0",
+        data_dir="/srv/mercure",
         dev=False,
         debug_ui=True,
         max_matchers=3,
@@ -403,7 +430,8 @@ def test_wrong_flag_type(tmp_path: pathlib.Path) -> None:
         ({"cookie_name": "a b"}, "cookie_name 'a b' is not a valid cookie name"),
         ({"cookie_name": ""}, "is not a valid cookie name"),
         ({"transport": "localhost"}, "unsupported transport"),
-        ({"transport": "redis://localhost"}, "unsupported transport"),
+        ({"transport": "ftp://localhost"}, "unsupported transport"),
+        ({"history_max_age": -1}, "history_max_age must be a non-negative number of seconds"),
         ({"listen": ()}, "listen must name at least one endpoint"),
         ({"issuer": ""}, "issuer must not be empty"),
         ({"publisher_jwt_key": SECRET, "publisher_jwt_alg": "none"}, "publisher key: unsupported algorithm 'none'"),

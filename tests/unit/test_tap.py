@@ -33,7 +33,9 @@ def usage_error(*args: str, environ: dict[str, str] | None = None) -> str:
 
 
 def test_no_flags_gives_the_defaults() -> None:
-    assert parse() == HubConfig()
+    assert parse(environ={"XDG_DATA_HOME": "/x"}) == HubConfig(
+        transport="sqlite:///x/mercure-twisted/mercure.db", data_dir="/x/mercure-twisted"
+    )
 
 
 def test_every_flag() -> None:
@@ -57,7 +59,9 @@ def test_every_flag() -> None:
         "--issuer", "https://auth.example.com",
         "--protocol", "1",
         "--history-size", "0",
+        "--history-max-age", "3600",
         "--transport", "memory://localhost:6379/0",
+        "--data-dir", "/srv/mercure",
     )
     assert config == HubConfig(
         listen=("tcp:3000:interface=127.0.0.1", "tcp6:3001"),
@@ -78,7 +82,9 @@ def test_every_flag() -> None:
         issuers=("https://auth.example.com",),
         protocol="1",
         history_size=0,
+        history_max_age=3600.0,
         transport="memory://localhost:6379/0",
+        data_dir="/srv/mercure",
     )
 
 
@@ -152,7 +158,7 @@ def test_help_lists_every_flag() -> None:
         "subscriber-jwt-alg", "publisher-jwks-url", "subscriber-jwks-url", "anonymous",
         "cors-origins", "publish-origins", "cookie-name", "subscriptions", "heartbeat",
         "write-timeout", "dispatch-timeout", "max-body-size", "public-url", "issuer",
-        "protocol", "history-size", "transport", "dev",
+        "protocol", "history-size", "history-max-age", "transport", "data-dir", "dev",
     ):
         assert f"--{flag}" in text
 
@@ -216,7 +222,7 @@ def test_raise_nofile_limit() -> None:
 # -- makeService ------------------------------------------------------------------------
 
 
-def test_make_service_builds_the_tree() -> None:
+def test_make_service_builds_the_tree(tmp_path: pathlib.Path) -> None:
     from twisted.application.internet import StreamServerEndpointService
     from twisted.application.service import IService, MultiService
     from twisted.internet.testing import MemoryReactorClock
@@ -227,7 +233,8 @@ def test_make_service_builds_the_tree() -> None:
     reactor = MemoryReactorClock()
     options = Options(environ={})
     options.parseOptions(
-        ["--dev", "--listen", "tcp:3000:interface=127.0.0.1", "--listen", "tcp:3001:backlog=7"]
+        ["--dev", "--listen", "tcp:3000:interface=127.0.0.1", "--listen", "tcp:3001:backlog=7",
+         "--data-dir", str(tmp_path)]
     )
     top = makeService(options, reactor=reactor)
     assert isinstance(top, MultiService)

@@ -10,6 +10,7 @@ import attrs
 
 from ..matching import Matcher
 from ..subscriber import Subscriber
+from ..transports import SubscriptionRecord
 from ..update import Update, new_event_id
 
 
@@ -44,8 +45,7 @@ class Dialect(Protocol):
     ) -> list[Update]: ...
 
     def subscription_document(
-        self, subscriber: Subscriber, matcher: Matcher, match_type: str, payload: Any,
-        hub_path: str, active: bool = True,
+        self, record: SubscriptionRecord, hub_path: str, active: bool = True
     ) -> dict[str, Any]: ...
 
     def parse_api_path(self, segments: list[str]) -> tuple[str | None, str | None, str | None]: ...
@@ -62,8 +62,7 @@ class SubscriptionEventsMixin:
     hub_event_type: str | None = None
 
     def subscription_document(
-        self, subscriber: Subscriber, matcher: Matcher, match_type: str, payload: Any,
-        hub_path: str, active: bool = True,
+        self, record: SubscriptionRecord, hub_path: str, active: bool = True
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -72,10 +71,8 @@ class SubscriptionEventsMixin:
     ) -> list[Update]:
         """One private update per subscription, whose topic is the document's id."""
         events = []
-        for matcher, match_type, payload in subscriber.payloads():
-            document = self.subscription_document(
-                subscriber, matcher, match_type, payload, hub_path, active
-            )
+        for record in subscriber.records():
+            document = self.subscription_document(record, hub_path, active)
             events.append(private_event(document["id"], document, self.hub_event_type))
         return events
 

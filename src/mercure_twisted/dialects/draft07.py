@@ -7,6 +7,7 @@ from typing import Any
 from ..auth import DRAFT07_COOKIE
 from ..matching import Matcher, compile_selector
 from ..subscriber import Subscriber
+from ..transports import SubscriptionRecord
 from ..validation import forbidden_character
 from ._common import RequestError, SubscribeParams, SubscriptionEventsMixin, expand
 
@@ -44,19 +45,18 @@ class Draft07(SubscriptionEventsMixin):
         return f"{hub_path}/subscriptions/{expand(selector)}/{expand(subscriber_id)}"
 
     def subscription_document(
-        self, subscriber: Subscriber, matcher: Matcher, match_type: str, payload: Any,
-        hub_path: str, active: bool = True,
+        self, record: SubscriptionRecord, hub_path: str, active: bool = True
     ) -> dict[str, Any]:
         document: dict[str, Any] = {
             "@context": JSONLD_CONTEXT,
-            "id": self.subscription_topic(hub_path, matcher.pattern, subscriber.id),
+            "id": self.subscription_topic(hub_path, record.pattern, record.subscriber),
             "type": "Subscription",
-            "topic": matcher.pattern,
-            "subscriber": subscriber.id,
+            "topic": record.pattern,
+            "subscriber": record.subscriber,
             "active": active,
         }
-        if payload is not None:
-            document["payload"] = payload
+        if record.payload is not None:
+            document["payload"] = record.payload
         return document
 
     def parse_api_path(self, segments: list[str]) -> tuple[str | None, str | None, str | None]:

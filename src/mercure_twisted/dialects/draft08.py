@@ -7,6 +7,7 @@ from typing import Any
 from ..auth import DRAFT08_COOKIE
 from ..matching import MATCHER_TYPES, Matcher, MatcherError, compile_matcher
 from ..subscriber import Subscriber
+from ..transports import SubscriptionRecord
 from ..validation import forbidden_character
 from ._common import RequestError, SubscribeParams, SubscriptionEventsMixin, expand
 
@@ -81,19 +82,20 @@ class Draft08(SubscriptionEventsMixin):
         )
 
     def subscription_document(
-        self, subscriber: Subscriber, matcher: Matcher, match_type: str, payload: Any,
-        hub_path: str, active: bool = True,
+        self, record: SubscriptionRecord, hub_path: str, active: bool = True
     ) -> dict[str, Any]:
         document: dict[str, Any] = {
-            "id": self.subscription_topic(hub_path, match_type, matcher.pattern, subscriber.id),
+            "id": self.subscription_topic(
+                hub_path, record.match_type, record.pattern, record.subscriber
+            ),
             "type": "subscription",
-            "match_type": match_type,
-            "match": matcher.pattern,
-            "subscriber": subscriber.id,
+            "match_type": record.match_type,
+            "match": record.pattern,
+            "subscriber": record.subscriber,
             "active": active,
         }
-        if payload is not None:
-            document["payload"] = payload
+        if record.payload is not None:
+            document["payload"] = record.payload
         return document
 
     def parse_api_path(self, segments: list[str]) -> tuple[str | None, str | None, str | None]:

@@ -31,10 +31,42 @@ class HistoryResult:
     up_to: Any
 
 
+@attrs.frozen
+class SubscriptionRecord:
+    """One active subscription, as the subscription API and events show it.
+
+    Plain values only (no connection, no matcher object), so that a cluster
+    transport can share the records of every node.
+    """
+
+    subscriber: str
+    dialect: str  # "07" or "08"
+    match_type: str  # "topic" for draft-07; "exact", "urlpattern"... for draft-08
+    pattern: str
+    payload: Any = None
+
+
+class IPresence(Interface):
+    """Which subscriptions are active, on this node or on the whole cluster."""
+
+    def add(subscriber: str, records: tuple[SubscriptionRecord, ...]) -> None:
+        """A subscriber of this node became active (fire and forget)."""
+
+    def remove(subscriber: str) -> None:
+        """A subscriber of this node ended (fire and forget)."""
+
+    def active() -> Deferred[list[SubscriptionRecord]]:
+        """Every active subscription the cluster knows of, by subscriber."""
+
+
 class ITransport(Interface):
     """Stores updates, orders them, and hands each one to the hub exactly once."""
 
     name = Attribute("Short name used in logs and metrics, e.g. 'memory'.")
+    presence = Attribute(
+        "The IPresence of this transport: local for memory and SQLite, "
+        "shared by every node for a cluster transport."
+    )
 
     def start(dispatch: Callable[[Update], None]) -> Deferred[None] | None:
         """Begin delivering every update (published here or elsewhere) to ``dispatch``.
@@ -55,6 +87,14 @@ class ITransport(Interface):
 
     def last_event_id() -> str | None:
         """The id of the newest stored update, ``None`` when there is none."""
+
+    def ping() -> Deferred[None]:
+        """Fire when updates can be stored now; fail with ``TransportUnavailable``
+        otherwise (``/readyz``)."""
+
+    def history_length() -> int | None:
+        """How many updates history holds, as last known (cheap, may lag);
+        ``None`` when the transport cannot tell."""
 
     def stop() -> Deferred[None] | None:
         """Flush what must be stored and release resources."""

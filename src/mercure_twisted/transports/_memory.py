@@ -10,6 +10,7 @@ from zope.interface import implementer
 
 from ..update import Update
 from ._interface import HistoryResult, ITransport
+from ._presence import LocalPresence
 
 EARLIEST = "earliest"
 
@@ -33,6 +34,7 @@ class MemoryTransport:
         self._next_position = 0
         self._dispatch: Callable[[Update], None] | None = None
         self._last_id: str | None = None
+        self.presence = LocalPresence()
 
     def start(self, dispatch: Callable[[Update], None]) -> None:
         self._dispatch = dispatch
@@ -72,6 +74,12 @@ class MemoryTransport:
 
     def last_event_id(self) -> str | None:
         return self._last_id
+
+    def ping(self) -> Deferred[None]:
+        return succeed(None)
+
+    def history_length(self) -> int:
+        return len(self._log)
 
     def stop(self) -> None:
         self._dispatch = None

@@ -416,20 +416,17 @@ class HubWeb:
         if not grants.may_read_topic(topic):
             return self.forbidden(request, f"token has no subscribe grant for {topic}")
 
-        documents = []
-        for subscriber in list(self.hub.subscribers.values()):
-            if subscriber.dialect != dialect.name:
-                continue
-            if subscriber_id is not None and subscriber.id != subscriber_id:
-                continue
-            for matcher, type_name, payload in subscriber.payloads():
-                if match is not None and (matcher.pattern != match or type_name != match_type):
-                    continue
-                documents.append(
-                    dialect.subscription_document(
-                        subscriber, matcher, type_name, payload, self.hub_path
-                    )
-                )
+        try:
+            records = await self.hub.subscriptions()
+        except TransportUnavailable as e:
+            return answer_error(request, 503, f"subscriptions unavailable: {e}")
+        documents = [
+            dialect.subscription_document(record, self.hub_path)
+            for record in records
+            if record.dialect == dialect.name
+            and (subscriber_id is None or record.subscriber == subscriber_id)
+            and (match is None or (record.pattern == match and record.match_type == match_type))
+        ]
         last_event_id = self.hub.last_event_id()
         if subscriber_id is not None:
             if not documents:

@@ -379,6 +379,38 @@ class SubscriptionTests(WebTestCase):
         self.assertEqual(code, 200)
         self.assertEqual(len(json.loads(body)["subscriptions"]), 1)
 
+    def test_api_lists_the_subscriptions_the_presence_knows(self) -> None:
+        """With a cluster transport, presence holds the subscriptions of
+        every node: the API lists them, not only this process's."""
+        from mercure_twisted.transports import SubscriptionRecord
+
+        presence = self.web.hub.transport.presence
+        presence.add("urn:uuid:other-node-subscriber", (
+            SubscriptionRecord("urn:uuid:other-node-subscriber", "07", "topic", "https://example.com/elsewhere"),
+            SubscriptionRecord("urn:uuid:other-node-subscriber", "08", "exact", "https://example.com/08"),
+        ))
+        token = draft07_token(subscribe=["/.well-known/mercure/subscriptions{/topic}{/subscriber}"])
+        auth = {"Authorization": [f"Bearer {token}"]}
+        self.stream("topic=https://example.com/here", headers=auth)
+        code, body, _ = self.get(self.web.url("/subscriptions"), headers=auth)
+        self.assertEqual(code, 200)
+        topics = sorted(d["topic"] for d in json.loads(body)["subscriptions"])
+        self.assertEqual(topics, ["https://example.com/elsewhere", "https://example.com/here"])
+        presence.remove("urn:uuid:other-node-subscriber")
+        code, body, _ = self.get(self.web.url("/subscriptions"), headers=auth)
+        self.assertEqual([d["topic"] for d in json.loads(body)["subscriptions"]], ["https://example.com/here"])
+
+    def test_api_answers_503_when_presence_is_unavailable(self) -> None:
+        from twisted.internet.defer import fail
+
+        from mercure_twisted.transports import TransportUnavailable
+
+        self.web.hub.transport.presence.active = lambda: fail(TransportUnavailable("redis is down"))
+        token = draft07_token(subscribe=["/.well-known/mercure/subscriptions{/topic}{/subscriber}"])
+        code, body, _ = self.get(self.web.url("/subscriptions"), headers={"Authorization": [f"Bearer {token}"]})
+        self.assertEqual(code, 503)
+        self.assertIn(b"redis is down", body)
+
     def test_api_requires_grant(self) -> None:
         code, _, _ = self.get(self.web.url("/subscriptions"))
         self.assertEqual(code, 401)

@@ -124,6 +124,9 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "max_matcher_length": _int,
     "max_topics": _int,
     "max_subscriber_buffer": _int,
+    "metrics_listen": _str,
+    "log_format": _str,
+    "shutdown_timeout": _float,
 }
 
 #: Keys of one ``[[issuers]]`` table besides ``iss``.
@@ -144,7 +147,7 @@ ENVIRONMENT: dict[str, str] = {
 
 _KEY_VALUE_SETTINGS = frozenset(f"{role}_jwt_key" for role in ROLES)
 
-_FLOAT_SETTINGS = ("heartbeat", "write_timeout", "dispatch_timeout", "history_max_age")
+_FLOAT_SETTINGS = ("heartbeat", "write_timeout", "dispatch_timeout", "history_max_age", "shutdown_timeout")
 _INT_SETTINGS = (
     "history_size",
     "max_matchers",
@@ -417,6 +420,10 @@ def validate(config: HubConfig) -> None:
     for iss in config.issuers:
         if not iss:
             raise ConfigError("issuer must not be empty")
+    if config.log_format not in ("text", "json"):
+        raise ConfigError(f'log_format must be "text" or "json", not {config.log_format!r}')
+    if config.metrics_listen is not None and not config.metrics_listen.strip():
+        raise ConfigError("metrics_listen: empty endpoint description")
 
     # Late import: auth imports config, and config re-exports load_config.
     from .auth import check_key_spec

@@ -14,10 +14,13 @@ from .auth import HTTPClient, TokenVerifier
 from .config import HubConfig
 from .dialects import DRAFT07, DRAFT08
 from .hub import Hub
+from .logs import StreamLog
+from .metrics import HubMetrics
 from .subscriber import Subscriber
 from .transports import transport_from_url
 from .update import Update
 from .web import HubResource, HubSite, HubWeb
+from .web._health import Health, OperationsResource, OperationsSite
 
 __all__ = ["HubService", "build_application"]
 
@@ -27,8 +30,13 @@ class HubService(Service):
 
     log = Logger()
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(
+        self, hub: Hub, metrics: HubMetrics | None = None, metrics_site: Site | None = None
+    ) -> None:
         self.hub = hub
+        self.metrics = metrics
+        #: The Site of ``metrics_listen`` (None: /metrics is on the main site).
+        self.metrics_site = metrics_site
 
     def startService(self) -> None:
         super().startService()
@@ -41,8 +49,9 @@ class HubService(Service):
         return self.hub.stop()
 
 
-def build_application(config: HubConfig, reactor: Any) -> tuple[Site, IService]:
+def build_application(config: HubConfig, reactor: Any) -> tuple[Site, HubService]:
     transport = transport_from_url(config, reactor)
+    metrics = HubMetrics(transport=transport)
 
     def subscription_events(subscriber: Subscriber, active: bool) -> list[Update]:
         dialect = DRAFT08 if subscriber.dialect == "08" else DRAFT07
@@ -54,8 +63,17 @@ def build_application(config: HubConfig, reactor: Any) -> tuple[Site, IService]:
         heartbeat=config.heartbeat,
         write_timeout=config.write_timeout,
         subscription_events=subscription_events if config.subscriptions else None,
+        observers=(metrics, StreamLog(reactor)),
     )
     verifier = TokenVerifier(config, reactor=reactor, http_client=cast(HTTPClient, treq))
     web = HubWeb(hub, config, verifier, reactor)
-    site = HubSite(HubResource(web), max_body_size=config.max_body_size, reactor=reactor)
-    return site, HubService(hub)
+    health = Health(hub, reactor, metrics)
+    separate = config.metrics_listen is not None
+    operations = OperationsResource(health, None if separate else metrics)
+    site = HubSite(
+        HubResource(web, operations, metrics), max_body_size=config.max_body_size, reactor=reactor
+    )
+    metrics_site = (
+        OperationsSite(OperationsResource(health, metrics), reactor=reactor) if separate else None
+    )
+    return site, HubService(hub, metrics, metrics_site)

@@ -101,6 +101,12 @@ class HubConfig:
     max_topics: int = 100
     # A subscriber whose unwritten events exceed this many bytes is cut off.
     max_subscriber_buffer: int = 4 * 1024 * 1024
+    # Production (see metrics.py, logs.py, shutdown.py): a separate endpoint
+    # for /metrics (None: /metrics on the main listeners), the log output
+    # format, and how long SIGTERM waits for streams to end before aborting.
+    metrics_listen: str | None = None
+    log_format: str = "text"  # "text" or "json"
+    shutdown_timeout: float = 10.0
 
     def keys_for(self, role: Role) -> tuple[KeySpec, ...]:
         return tuple(k for k in self.keys if k.role == role)

@@ -8,19 +8,37 @@ decides who receives what: the topic index narrows the candidates, then
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol, Sequence
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .index import TopicIndex
 from .subscriber import Subscriber
 from .transports import IPresence, ITransport, SubscriptionRecord
 from .update import Update
 
-__all__ = ["Hub", "SubscriptionEvents"]
+__all__ = ["Hub", "HubObserver", "SubscriptionEvents"]
+
+
+class HubObserver(Protocol):
+    """Told what the engine does, for metrics and logs (see ``metrics.HubMetrics``).
+
+    Observers only count and log: they never change what the engine does,
+    and the engine knows nothing of what they feed.
+    """
+
+    def subscribed(self, subscriber: Subscriber) -> None: ...
+
+    def unsubscribed(self, subscriber: Subscriber, reason: str) -> None: ...
+
+    def dispatched(self, update: Update, receivers: int, seconds: float) -> None: ...
+
+    def transport_failed(self, operation: str) -> None: ...
+
 
 #: Builds the subscription-event updates of a subscriber that starts
 #: (``True``) or ends (``False``): one per subscription, in its dialect.
@@ -38,7 +56,9 @@ class Hub:
         heartbeat: float = 40.0,
         write_timeout: float = 600.0,
         subscription_events: SubscriptionEvents | None = None,
+        observers: Sequence[HubObserver] = (),
     ) -> None:
+        self._observers = tuple(observers)
         self.transport = transport
         self._clock = clock
         self._heartbeat = heartbeat
@@ -98,10 +118,15 @@ class Hub:
         return self.transport.publish(update)
 
     def _dispatch(self, update: Update) -> None:
+        started = self._clock.seconds()
+        receivers = 0
         for subscriber in self._index.candidates(update.topics):
             if update.private and not subscriber.grants.may_read(update.topics):
                 continue
             subscriber.deliver(update)
+            receivers += 1
+        for observer in self._observers:
+            observer.dispatched(update, receivers, self._clock.seconds() - started)
 
     # -- subscribing ------------------------------------------------------
 
@@ -121,6 +146,8 @@ class Hub:
         """
         self.subscribers[subscriber.id] = subscriber
         self._index.add(subscriber, subscriber.matchers)
+        for observer in self._observers:
+            observer.subscribed(subscriber)
         self.transport.presence.add(subscriber.id, subscriber.records())
         self._schedule_deadline(subscriber)
         if last_event_id is None:
@@ -131,7 +158,10 @@ class Hub:
         self._announce(subscriber, active=True)
         try:
             history = await self.transport.history(last_event_id)
-        except BaseException:
+        except BaseException as e:
+            if not isinstance(e, CancelledError):
+                for observer in self._observers:
+                    observer.transport_failed("history")
             # Nothing was written yet: the caller answers (503, or nothing
             # when the client is gone); the subscriber is only let go here.
             subscriber.connection_lost("history unavailable")
@@ -147,6 +177,8 @@ class Hub:
             return
         del self.subscribers[subscriber.id]
         self._index.remove(subscriber, subscriber.matchers)
+        for observer in self._observers:
+            observer.unsubscribed(subscriber, reason)
         self.transport.presence.remove(subscriber.id)
         deadline = self._deadlines.pop(subscriber, None)
         if deadline is not None and deadline.active():
@@ -176,9 +208,12 @@ class Hub:
             return
         for update in self._subscription_events(subscriber, active):
             d = self.transport.publish(update)
-            d.addErrback(
-                lambda f: self.log.failure("could not publish a subscription event", f)
-            )
+            d.addErrback(self._announce_failed)
+
+    def _announce_failed(self, failure: Failure) -> None:
+        for observer in self._observers:
+            observer.transport_failed("subscription_event")
+        self.log.failure("could not publish a subscription event", failure)
 
     # -- timers -----------------------------------------------------------
 

@@ -10,10 +10,16 @@ Klein's routing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from ._app import HUB_PATH, HubWeb
+
+if TYPE_CHECKING:
+    from ..metrics import HubMetrics
+    from ._health import OperationsResource
 
 _SUBSCRIBE_PATH = HUB_PATH.encode("ascii")
 _SUBSCRIBE_METHODS = frozenset({b"GET", b"HEAD", b"QUERY"})
@@ -22,12 +28,25 @@ _SUBSCRIBE_METHODS = frozenset({b"GET", b"HEAD", b"QUERY"})
 class HubResource(Resource):
     isLeaf = True
 
-    def __init__(self, web: HubWeb) -> None:
+    def __init__(
+        self,
+        web: HubWeb,
+        operations: OperationsResource | None = None,
+        metrics: HubMetrics | None = None,
+    ) -> None:
         super().__init__()
         self._web = web
         self._klein = web.app.resource()
+        # /healthz, /readyz (and /metrics unless it has its own listener):
+        # probes are answered without Klein and without a token.
+        self._operations = operations
+        self._metrics = metrics
 
     def render(self, request: IRequest) -> object:
         if request.path == _SUBSCRIBE_PATH and request.method in _SUBSCRIBE_METHODS:
             return self._web.render_subscribe(request)
+        if self._operations is not None and self._operations.serves(request.path):
+            return self._operations.render(request)
+        if self._metrics is not None and request.path == _SUBSCRIBE_PATH and request.method == b"POST":
+            self._metrics.observe_publish(request, self._web.clock)
         return self._klein.render(request)

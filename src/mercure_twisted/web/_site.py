@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+
+from ..logs import access_line
 
 __all__ = ["HubSite", "redact_uri"]
 
@@ -43,6 +46,14 @@ class BoundedRequest(Request):
 
     body_too_large = False
     _stored = 0
+    #: When the request arrived (the site's clock), for the access log's duration.
+    started_at: float | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        clock = getattr(getattr(self.channel, "site", None), "reactor", None)
+        if clock is not None:
+            self.started_at = clock.seconds()
 
     def _limit(self) -> int | None:
         site = getattr(self.channel, "site", None)
@@ -69,10 +80,28 @@ class BoundedRequest(Request):
         super().handleContentChunk(data)
 
 
+_UNLOGGED_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+
+
 class HubSite(Site):
     requestFactory = BoundedRequest
+    access = Logger(namespace="mercure.access")
 
     def __init__(self, resource: IResource, *, max_body_size: int, **kwargs: Any) -> None:
         super().__init__(resource, logFormatter=_access_log, **kwargs)
         self.max_body_size = max_body_size
         self.displayTracebacks = False
+
+    def log(self, request: Any) -> None:
+        """One structured access event per answered request (publishes
+        included, subscriptions when their stream ends cleanly), with its
+        duration and never a token (see ``logs.access_line``).  Probes and
+        scrapes are not logged: they would drown everything else."""
+        if request.path in _UNLOGGED_PATHS:
+            return
+        started = getattr(request, "started_at", None)
+        duration = self.reactor.seconds() - started if started is not None else None
+        self.access.info(
+            '{remote} "{method} {uri} {protocol}" {status} {bytes} {duration}s',
+            **access_line(request, duration),
+        )

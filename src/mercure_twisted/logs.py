@@ -1,0 +1,163 @@
+"""Logs for operators: access lines, stream lines, and one JSON object per line.
+
+Every event is a ``twisted.logger`` event with named fields; ``log_format =
+"json"`` only changes how they are written (``json_observer``).  Nothing
+here ever writes a token: the access line redacts token query parameters
+and never looks at the ``Authorization`` or ``Cookie`` headers, and the JSON
+writer additionally masks anything shaped like a JWS compact serialization
+(``xxx.yyy.zzz`` in base64url starting with ``eyJ``) in every message and
+field, so that a token that reached some message by accident (an error that
+quotes its input) still does not reach the log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import FileLogObserver, ILogObserver, LogEvent, Logger, formatEvent
+from twisted.python.logfile import LogFile
+
+from .subscriber import Subscriber
+from .update import Update
+
+__all__ = ["StreamLog", "access_line", "json_observer", "log_observer_for", "redact"]
+
+#: A JWS/JWT compact serialization: base64url JSON header (``eyJ`` is
+#: ``{"``), payload and signature.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+#: A token in a query string or form: ``authorization=...``, ``access_token=...``.
+_TOKEN_PARAMETER = re.compile(r"((?:^|[?&;\s])(?:authorization|access_token)=)[^&\s]*", re.I)
+#: ``Bearer xxx`` wherever it appears.
+_BEARER = re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.I)
+
+REDACTED = "REDACTED"
+
+
+def redact(text: str) -> str:
+    """``text`` with every token-looking value replaced by ``REDACTED``."""
+    text = _JWT.sub(REDACTED, text)
+    text = _TOKEN_PARAMETER.sub(r"\1" + REDACTED, text)
+    return _BEARER.sub(r"\1" + REDACTED, text)
+
+
+def _redacted(value: Any) -> Any:
+    """A JSON-ready copy of a field value, every string redacted."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bytes):
+        return redact(value.decode("utf-8", "replace"))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _redacted(v) for k, v in value.items()}
+    return redact(str(value))
+
+
+def event_as_json(event: LogEvent) -> str:
+    """One line: time, level, namespace, message, then the event's own fields."""
+    level = event.get("log_level")
+    record: dict[str, Any] = {
+        "time": datetime.fromtimestamp(event.get("log_time") or 0, timezone.utc).isoformat(
+            timespec="milliseconds"
+        ),
+        "level": getattr(level, "name", "info"),
+        "namespace": event.get("log_namespace"),
+        "message": redact(formatEvent(event)),
+    }
+    for key, value in event.items():
+        if key.startswith("log_") or key in record or key in ("format", "message", "why"):
+            continue
+        if key in ("isError", "printed", "system", "time"):
+            continue
+        record[key] = _redacted(value)
+    failure = event.get("log_failure")
+    if failure is not None:
+        record["error"] = redact(failure.getTraceback())
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def json_observer(out: IO[Any]) -> ILogObserver:
+    """A log observer writing one JSON object per line to ``out``."""
+    return FileLogObserver(out, event_as_json)
+
+
+def log_observer_for(log_format: str, server_options: Any) -> ILogObserver | None:
+    """The observer twistd should use for ``log_format``; None keeps twistd's.
+
+    Writes where twistd would: ``--logfile`` (``-`` is stdout), else stdout
+    with ``--nodaemon``, else ``twistd.log``.
+    """
+    if log_format != "json":
+        return None
+    options = server_options or {}
+    logfile = options.get("logfile") or ""
+    if logfile == "-" or (not logfile and options.get("nodaemon", True)):
+        return json_observer(sys.stdout)
+    return json_observer(LogFile.fromFullPath(logfile or "twistd.log"))
+
+
+def access_line(request: Any, duration: float | None) -> dict[str, Any]:
+    """The fields of one access-log event for a finished request (no token)."""
+    from .web._site import redact_uri  # late: web imports this module
+
+    address = request.getClientAddress()
+    referer = request.getHeader(b"referer")
+    agent = request.getHeader(b"user-agent")
+    return {
+        "remote": getattr(address, "host", str(address)),
+        "method": request.method.decode("latin-1"),
+        "uri": redact(redact_uri(request.uri).decode("latin-1")),
+        "protocol": request.clientproto.decode("latin-1"),
+        "status": int(request.code),
+        "bytes": int(getattr(request, "sentLength", 0) or 0),
+        "duration": round(duration, 6) if duration is not None else None,
+        "referer": redact(referer.decode("latin-1")) if referer else None,
+        "user_agent": agent.decode("latin-1") if agent else None,
+    }
+
+
+class StreamLog:
+    """A hub observer (``hub.HubObserver``) writing one line per stream open and close.
+
+    The close line says why the stream ended (client gone, write_timeout,
+    token expired, too slow, shutdown) and how long it lasted.
+    """
+
+    log = Logger(namespace="mercure.stream")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._opened: dict[str, float] = {}
+
+    def subscribed(self, subscriber: Subscriber) -> None:
+        self._opened[subscriber.id] = self._clock.seconds()
+        self.log.info(
+            "subscription {subscriber} opened: draft-{dialect}, {count} matcher(s) {matchers}",
+            subscriber=subscriber.id,
+            dialect=subscriber.dialect,
+            count=len(subscriber.matchers),
+            matchers=[m.pattern for m in subscriber.matchers[:10]],
+        )
+
+    def unsubscribed(self, subscriber: Subscriber, reason: str) -> None:
+        started = self._opened.pop(subscriber.id, None)
+        duration = self._clock.seconds() - started if started is not None else None
+        self.log.info(
+            "subscription {subscriber} closed after {duration} s: {reason}",
+            subscriber=subscriber.id,
+            reason=reason,
+            duration=round(duration, 3) if duration is not None else None,
+        )
+
+    def dispatched(self, update: Update, receivers: int, seconds: float) -> None:
+        pass
+
+    def transport_failed(self, operation: str) -> None:
+        pass

@@ -18,6 +18,7 @@ import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -127,6 +128,8 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "metrics_listen": _str,
     "log_format": _str,
     "shutdown_timeout": _float,
+    "websub_public_url": _str,
+    "websub_allow_networks": _str_list,
 }
 
 #: Keys of one ``[[issuers]]`` table besides ``iss``.
@@ -240,6 +243,9 @@ def _from_toml(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if key == "issuers":
             issuers = _issuer_tables(value, path, base)
             continue
+        if key == "websub":
+            out.update(_websub_table(value, path))
+            continue
         if key not in SETTINGS:
             raise ConfigError(f"unknown key {key!r} in {path}")
         value = _read(SETTINGS, key, value, repr(key), path)
@@ -247,6 +253,30 @@ def _from_toml(path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             value = _key_value(value, repr(key), path, base)
         out[key] = value
     return out, issuers
+
+
+def _frozen(value: Any) -> Any:
+    """A TOML value made read-only: tables as mapping proxies, arrays as tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _websub_table(value: Any, path: str) -> dict[str, Any]:
+    """``[websub]``: ``public_url`` and ``allow_networks`` are settings like
+    their flags; the rest is kept raw for ``websub_bridge.config``, which
+    knows (and checks) every other key."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"'websub' in {path} must be a table ([websub])")
+    raw = dict(value)
+    out: dict[str, Any] = {}
+    for key, setting in (("public_url", "websub_public_url"), ("allow_networks", "websub_allow_networks")):
+        if key in raw:
+            out[setting] = _read(SETTINGS, setting, raw.pop(key), f"'websub.{key}'", path)
+    out["websub"] = _frozen(raw)
+    return out
 
 
 def _issuer_tables(value: Any, path: str, base: str) -> list[dict[str, Any]]:
@@ -422,6 +452,10 @@ def validate(config: HubConfig) -> None:
             raise ConfigError("issuer must not be empty")
     if config.log_format not in ("text", "json"):
         raise ConfigError(f'log_format must be "text" or "json", not {config.log_format!r}')
+    if config.websub_public_url is not None and not _is_http_url(config.websub_public_url):
+        raise ConfigError(
+            f"websub_public_url must be an absolute http(s) URL, not {config.websub_public_url!r}"
+        )
     if config.metrics_listen is not None and not config.metrics_listen.strip():
         raise ConfigError("metrics_listen: empty endpoint description")
 

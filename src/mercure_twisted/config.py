@@ -10,7 +10,9 @@ request.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import attrs
@@ -107,6 +109,13 @@ class HubConfig:
     metrics_listen: str | None = None
     log_format: str = "text"  # "text" or "json"
     shutdown_timeout: float = 10.0
+    # The optional WebSub bridge (``websub_bridge.config`` validates these
+    # fully when ``tap.py`` wires it in): the base URL hubs reach its
+    # callbacks under, the CIDRs its outbound guard admits, and the rest of
+    # the ``[websub]`` TOML table, raw and read-only.
+    websub_public_url: str | None = None
+    websub_allow_networks: tuple[str, ...] = ()
+    websub: Mapping[str, Any] = attrs.field(factory=lambda: MappingProxyType({}), eq=False)
 
     def keys_for(self, role: Role) -> tuple[KeySpec, ...]:
         return tuple(k for k in self.keys if k.role == role)

@@ -49,7 +49,7 @@ class HubService(Service):
         return self.hub.stop()
 
 
-def build_application(config: HubConfig, reactor: Any) -> tuple[Site, HubService]:
+def build_application(config: HubConfig, reactor: Any) -> tuple[HubSite, HubService]:
     transport = transport_from_url(config, reactor)
     metrics = HubMetrics(transport=transport)
 

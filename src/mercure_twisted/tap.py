@@ -69,6 +69,12 @@ def _protocol(value: str) -> str:
     return value
 
 
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ValueError(f"--log-format must be text or json, not {value!r}")
+    return value
+
+
 def _origins(value: str) -> tuple[str, ...]:
     return tuple(value.split())
 
@@ -114,6 +120,9 @@ class Options(usage.Options):
         ["protocol", None, None, "Protocol generations: 1 (draft-08), 0 (draft-07) or both (default).", _protocol],
         ["history-size", None, None, "Updates kept for Last-Event-ID (default: 1000).", _count],
         ["history-max-age", None, None, "Seconds an update stays in history, 0: no age limit (default: 0).", _seconds],
+        ["metrics-listen", None, None, "Endpoint serving /metrics (and the health checks) apart from --listen, e.g. tcp:9100:interface=127.0.0.1 (default: /metrics on --listen)."],
+        ["log-format", None, None, "Log output: text (default) or json (one object per line).", _log_format],
+        ["shutdown-timeout", None, None, "Seconds SIGTERM waits for streams and connections to close before aborting them, 0: no bound (default: 10).", _seconds],
         ["transport", None, None, "Transport URL: sqlite:///path.db (default: DATA_DIR/mercure.db), redis://host:6379/0 or memory://."],
         ["data-dir", None, None, "Directory of the hub's files (default: $STATE_DIRECTORY or ~/.local/share/mercure-twisted)."],
     ]
@@ -278,6 +287,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # Late import: keeps `twistd --help` and option parsing independent of
     # the web application's imports.
     from .app import build_application
+    from .logs import log_observer_for
+    from .shutdown import HubTree
+    from .tls import listen
 
     config = options.hub_config
     startup = _Startup()
@@ -285,10 +297,18 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     startup.log_config(config)
 
     site, hub_service = build_application(config, reactor)
-    top = MultiService()
+    # Bounded graceful stop (shutdown.py); the JSON log observer, if asked,
+    # is handed to twistd through the tree (the parent is twistd's options).
+    top = HubTree(
+        reactor, (site.connections,), config.shutdown_timeout,
+        log_observer_for(config.log_format, getattr(options, "parent", None)),
+    )
     hub_service.setServiceParent(top)
-    for endpoint in config.listen:
-        strports.service(with_backlog(endpoint), site, reactor=reactor).setServiceParent(top)
+    listeners: list[tuple[str, Any]] = [(with_backlog(e), site) for e in config.listen]
+    if config.metrics_listen is not None and hub_service.metrics_site is not None:
+        listeners.append((with_backlog(config.metrics_listen), hub_service.metrics_site))
+    # ssl: endpoints get HTTP/2 through ALPN and certificates reloaded on SIGHUP.
+    listen(top, listeners, reactor)
     reactor.addSystemEventTrigger("after", "shutdown", _report_clean_stop, reactor)
     return top
 

@@ -17,6 +17,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ..logs import access_line
+from ..shutdown import OpenConnections
 
 __all__ = ["HubSite", "redact_uri"]
 
@@ -91,6 +92,14 @@ class HubSite(Site):
         super().__init__(resource, logFormatter=_access_log, **kwargs)
         self.max_body_size = max_body_size
         self.displayTracebacks = False
+        #: Closed (then aborted past shutdown_timeout) by ``shutdown.HubTree``.
+        self.connections = OpenConnections()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self.connections.track(protocol)
+        return protocol
 
     def log(self, request: Any) -> None:
         """One structured access event per answered request (publishes

@@ -109,6 +109,7 @@ class SQLiteBackend(Backend):
 
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "memory": MemoryBackend,
+    "sqlite": SQLiteBackend,
 }
 
 

@@ -1,8 +1,21 @@
-"""The SSE response: headers that defeat buffering, and the request as a sink."""
+"""The SSE response: headers that defeat buffering, and the request as a sink.
+
+Writing one event to ten thousand streams is the hub's hottest loop.
+twisted.web queues every write in the transport and sends it on the next
+reactor iteration (one ``epoll_ctl`` to start watching for writability, the
+``send``, another ``epoll_ctl`` to stop): three system calls and a pass
+through the reactor per stream and event.  When nothing is queued before
+it, ``RequestSink.write`` sends the chunk straight to the socket instead,
+as libuv's ``uv_try_write`` does for Node, and queues through twisted.web
+only what the socket did not take.  It relies on private attributes of
+``twisted.web.http.Request`` and ``twisted.internet.tcp.Connection``;
+``tests/unit/test_sse_fast_write.py`` fails if they change, and any other
+transport (TLS, HTTP/2, a test double) takes the ordinary path.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
@@ -41,7 +54,7 @@ class RequestSink:
             on_lost()
 
     def write(self, data: bytes) -> None:
-        if not self._finished:
+        if not self._finished and not send_now(self._request, data):
             self._request.write(data)
 
     def finish(self) -> None:
@@ -72,6 +85,52 @@ class RequestSink:
 
     def register_producer(self, producer: IPushProducer) -> None:
         self._request.registerProducer(producer, True)  # type: ignore[attr-defined]
+
+
+_last_chunk: tuple[bytes, bytes] = (b"", b"")
+
+
+def _chunk(data: bytes) -> bytes:
+    """``data`` in HTTP/1.1 chunked framing; one event goes to every stream
+    in a row, so the last framing is kept and reused."""
+    global _last_chunk
+    last, chunk = _last_chunk
+    if last is data:
+        return chunk
+    chunk = b"%x\r\n%b\r\n" % (len(data), data)
+    _last_chunk = (data, chunk)
+    return chunk
+
+
+def send_now(request: Any, data: bytes) -> bool:
+    """Send ``data`` on a chunked HTTP/1.1 response over plain TCP directly
+    to the socket, when the transport has nothing queued before it.
+
+    Returns False (nothing done) when the ordinary ``request.write`` must
+    be used: headers not sent yet, not chunked, TLS, HTTP/2, queued bytes,
+    a closing connection, or a socket error for twisted.web to handle.
+    """
+    try:
+        if not request.chunked or request.finished or request._disconnected or not data:
+            return False
+        transport = request.channel.transport
+        if (transport.TLS or transport.dataBuffer or transport._tempDataBuffer
+                or transport.disconnecting or not transport.connected):
+            return False
+        sock = transport.socket
+    except AttributeError:
+        return False
+    chunk = _chunk(data)
+    try:
+        sent = sock.send(chunk)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        return False
+    request.sentLength += len(data)
+    if sent < len(chunk):
+        transport.write(chunk[sent:])
+    return True
 
 
 def start_stream(request: IRequest) -> None:

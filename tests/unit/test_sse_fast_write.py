@@ -1,0 +1,138 @@
+"""The direct socket write of ``RequestSink`` (see ``web/_sse.py``).
+
+It relies on private attributes of twisted.web's ``Request`` and
+twisted.internet's TCP ``Connection``: these tests drive a real
+``tcp.Server`` transport over a loopback TCP connection (with a memory reactor, so no
+buffered write is ever flushed behind the test's back) and fail if those
+attributes change or the fast path stops being taken.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet import tcp
+from twisted.internet.testing import MemoryReactor
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from mercure_twisted.web._sse import RequestSink, send_now, start_stream
+
+
+class _Port:
+    _realPortNumber = 3000
+
+
+class _Stream(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sinks: list[RequestSink] = []
+
+    def render_GET(self, request: object) -> object:
+        start_stream(request)  # type: ignore[arg-type]
+        self.sinks.append(RequestSink(request))  # type: ignore[arg-type]
+        return NOT_DONE_YET
+
+
+class FastWriteTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            self.client = socket.create_connection(listener.getsockname())
+            self.server_socket, _ = listener.accept()
+        self.server_socket.setblocking(False)
+        self.client.settimeout(5)
+        self.resource = _Stream()
+        site = Site(self.resource)
+        self.protocol = site.buildProtocol(None)
+        self.transport = tcp.Server(
+            self.server_socket, self.protocol, ("127.0.0.1", 5555), _Port(), 1, MemoryReactor()
+        )
+        self.protocol.makeConnection(self.transport)
+        self.addCleanup(self.client.close)
+        self.addCleanup(self.server_socket.close)
+
+    def open_stream(self, version: bytes = b"HTTP/1.1") -> RequestSink:
+        self.protocol.dataReceived(b"GET /s " + version + b"\r\nHost: x\r\n\r\n")
+        [sink] = self.resource.sinks
+        return sink
+
+    def flush(self) -> None:
+        """What the reactor does when the socket is writable."""
+        self.transport.doWrite()
+
+    def read(self) -> bytes:
+        chunks = b""
+        self.client.setblocking(False)
+        try:
+            while True:
+                chunks += self.client.recv(65536)
+        except BlockingIOError:
+            pass
+        return chunks
+
+    def test_private_attributes_exist(self) -> None:
+        sink = self.open_stream()
+        request = sink._request  # type: ignore[attr-defined]
+        for name in ("chunked", "finished", "_disconnected", "sentLength", "channel"):
+            self.assertTrue(hasattr(request, name), name)
+        for name in ("TLS", "dataBuffer", "_tempDataBuffer", "disconnecting", "connected", "socket"):
+            self.assertTrue(hasattr(self.transport, name), name)
+        self.assertIs(request.channel.transport, self.transport)
+
+    def test_queued_bytes_go_first(self) -> None:
+        """Headers and the opening comment are queued: the next write queues too."""
+        sink = self.open_stream()
+        self.assertTrue(self.transport._tempDataBuffer or self.transport.dataBuffer)
+        sink.write(b"data: one\n\n")
+        self.assertEqual(self.read(), b"")
+        self.flush()
+        received = self.read()
+        self.assertIn(b"Transfer-Encoding: chunked", received)
+        self.assertTrue(received.endswith(b"3\r\n:\n\n\r\nb\r\ndata: one\n\n\r\n"), received)
+
+    def test_sent_straight_to_the_socket(self) -> None:
+        sink = self.open_stream()
+        self.flush()
+        self.read()
+        request = sink._request  # type: ignore[attr-defined]
+        before = request.sentLength
+        sink.write(b"data: two\n\n")
+        self.assertFalse(self.transport._tempDataBuffer or self.transport.dataBuffer)
+        self.assertEqual(self.read(), b"b\r\ndata: two\n\n\r\n")
+        self.assertEqual(request.sentLength, before + len(b"data: two\n\n"))
+
+    def test_what_the_socket_does_not_take_is_queued_in_order(self) -> None:
+        sink = self.open_stream()
+        self.flush()
+        self.read()
+        big = b"data: " + b"x" * 4_000_000 + b"\n\n"
+        sink.write(big)
+        sink.write(b"data: after\n\n")
+        queued = self.transport._tempDataBuffer or self.transport.dataBuffer
+        self.assertTrue(queued)
+        received = b""
+        expected = b"%x\r\n%b\r\n" % (len(big), big) + b"d\r\ndata: after\n\n\r\n"
+        while len(received) < len(expected):
+            self.flush()
+            received += self.read()
+        self.assertEqual(received, expected)
+
+    def test_http10_is_not_chunked_and_takes_the_ordinary_path(self) -> None:
+        sink = self.open_stream(b"HTTP/1.0")
+        self.flush()
+        self.read()
+        self.assertFalse(send_now(sink._request, b"data: x\n\n"))  # type: ignore[attr-defined]
+        sink.write(b"data: x\n\n")
+        self.flush()
+        self.assertEqual(self.read(), b"data: x\n\n")
+
+    def test_other_requests_take_the_ordinary_path(self) -> None:
+        class Stub:
+            chunked = 1
+            finished = False
+            _disconnected = False
+
+        self.assertFalse(send_now(Stub(), b"data: x\n\n"))

@@ -130,9 +130,10 @@ class StreamLog:
     token expired, too slow, shutdown) and how long it lasted.
     """
 
-    log = Logger(namespace="mercure.stream")
-
+    # An instance, not a class attribute: a Logger read through a class
+    # takes the class's name as its namespace.
     def __init__(self, clock: IReactorTime) -> None:
+        self.log = Logger(namespace="mercure.stream")
         self._clock = clock
         self._opened: dict[str, float] = {}
 

@@ -82,11 +82,12 @@ class BoundedRequest(Request):
 
 
 _UNLOGGED_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+#: Module level: a Logger read through a class takes the class's namespace.
+_ACCESS_LOG = Logger(namespace="mercure.access")
 
 
 class HubSite(Site):
     requestFactory = BoundedRequest
-    access = Logger(namespace="mercure.access")
 
     def __init__(self, resource: IResource, *, max_body_size: int, **kwargs: Any) -> None:
         super().__init__(resource, logFormatter=_access_log, **kwargs)
@@ -110,7 +111,7 @@ class HubSite(Site):
             return
         started = getattr(request, "started_at", None)
         duration = self.reactor.seconds() - started if started is not None else None
-        self.access.info(
+        _ACCESS_LOG.info(
             '{remote} "{method} {uri} {protocol}" {status} {bytes} {duration}s',
             **access_line(request, duration),
         )

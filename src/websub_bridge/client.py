@@ -44,6 +44,7 @@ __all__ = [
     "OutboundTimeout",
     "Response",
     "TooManyRedirects",
+    "loggable_url",
 ]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -81,8 +82,12 @@ class Response:
     url: str  # the URL finally requested, after redirects
 
 
-def _where(url: str) -> str:
-    """``scheme://host[:port]/path`` of a URL: what logs and errors may show."""
+def loggable_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of a URL: what logs and errors may show.
+
+    Query strings carry capability tokens (callbacks) and topic parameters,
+    so they never reach a log line or an error message.
+    """
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
@@ -254,11 +259,11 @@ class OutboundClient:
             self.log.info(
                 "websub outbound {method} {where} timed out after {timeout}s",
                 method=method,
-                where=_where(url),
+                where=loggable_url(url),
                 timeout=self._timeout,
             )
             raise OutboundTimeout(
-                f"{_where(url)} did not answer within {self._timeout:g} seconds"
+                f"{loggable_url(url)} did not answer within {self._timeout:g} seconds"
             ) from None
 
     async def post_form(
@@ -296,7 +301,7 @@ class OutboundClient:
                 return response
             if hops >= follow_redirects:
                 raise TooManyRedirects(
-                    f"{_where(url)}: more than {follow_redirects} redirects"
+                    f"{loggable_url(url)}: more than {follow_redirects} redirects"
                 )
             hops += 1
             target = urllib.parse.urljoin(url, location[0].decode("latin-1").strip())
@@ -317,8 +322,8 @@ class OutboundClient:
             self.log.debug(
                 "websub outbound redirect {status} {source} -> {target}",
                 status=status,
-                source=_where(url),
-                target=_where(target),
+                source=loggable_url(url),
+                target=loggable_url(target),
             )
             url = target
 
@@ -330,7 +335,7 @@ class OutboundClient:
         if literal is not None and not self._policy.permits(literal):
             raise GuardError(f"{literal} is an address the bridge may not reach")
         target = checked.geturl()
-        where = _where(target)
+        where = loggable_url(target)
         sent = Headers({b"user-agent": [self._user_agent.encode("latin-1")]})
         for name, value in headers.items():
             sent.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])

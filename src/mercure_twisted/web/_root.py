@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 
 from ._app import HUB_PATH, HubWeb
 
@@ -41,10 +41,35 @@ class HubResource(Resource):
         # probes are answered without Klein and without a token.
         self._operations = operations
         self._metrics = metrics
+        # Path prefix -> leaf resource mounted by an optional component
+        # (the WebSub bridge under /websub), wired in by tap.py.
+        self._mounts: dict[bytes, IResource] = {}
+
+    @property
+    def web(self) -> HubWeb:
+        """The hub's HTTP face (its hub, verifier and hub URL), for what is mounted."""
+        return self._web
+
+    def mount(self, prefix: str, resource: IResource) -> None:
+        """Serve ``prefix`` and everything under it with ``resource``, a leaf
+        that routes on ``request.path`` itself.  The hub's own paths win."""
+        if not prefix.startswith("/") or prefix.endswith("/") or prefix.startswith(HUB_PATH):
+            raise ValueError(f"cannot mount {prefix!r}")
+        self._mounts[prefix.encode("ascii")] = resource
+
+    def _mounted(self, path: bytes) -> IResource | None:
+        for prefix, resource in self._mounts.items():
+            if path == prefix or path.startswith(prefix + b"/"):
+                return resource
+        return None
 
     def render(self, request: IRequest) -> object:
         if request.path == _SUBSCRIBE_PATH and request.method in _SUBSCRIBE_METHODS:
             return self._web.render_subscribe(request)
+        if self._mounts:
+            mounted = self._mounted(request.path)
+            if mounted is not None:
+                return mounted.render(request)
         if self._operations is not None and self._operations.serves(request.path):
             return self._operations.render(request)
         if self._metrics is not None and request.path == _SUBSCRIBE_PATH and request.method == b"POST":

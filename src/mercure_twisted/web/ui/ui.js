@@ -28,9 +28,13 @@ function base64urlDecode(part) {
   return new TextDecoder().decode(bytes);
 }
 
+let claims = null; // the pasted token's decoded claims, or null
+
 function describeToken() {
   const info = $("token-info");
   info.replaceChildren();
+  claims = null;
+  checkTopic();
   const value = token();
   if (!value) return;
   const parts = value.split(".");
@@ -38,11 +42,12 @@ function describeToken() {
     info.innerHTML = '<p class="bad">Not a JWS compact serialization (expected three dot-separated parts).</p>';
     return;
   }
-  let header, claims;
+  let header;
   try {
     header = JSON.parse(base64urlDecode(parts[0]));
     claims = JSON.parse(base64urlDecode(parts[1]));
   } catch (e) {
+    claims = null;
     info.innerHTML = '<p class="bad">The token does not decode as JSON: ' + String(e) + "</p>";
     return;
   }
@@ -71,6 +76,83 @@ function describeToken() {
   const list = document.createElement("pre");
   list.textContent = summary.join("\n") + "\n(signature not verified by this page; the hub verifies it)";
   info.append(list, pre("header", header), pre("claims", claims));
+  checkTopic();
+}
+
+// -- what the token may do with one topic (client-side approximation) -------
+
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+// RFC 6570 template -> regular expression, close enough for a debugging page.
+function templateRegExp(template) {
+  let source = "";
+  for (const part of template.split(/(\{[^}]*\})/)) {
+    if (!part.startsWith("{")) { source += escapeRegExp(part); continue; }
+    const op = part[1];
+    if (op === "+" || op === "#") source += (op === "#" ? "(?:#.*)?" : ".*");
+    else if (op === "/") source += "(?:/[^/?#]*)*";
+    else if (op === "?" || op === "&") source += "(?:[?&][^#]*)?";
+    else if (op === ".") source += "(?:\\.[^/?#.]*)*";
+    else source += "[^/?#]*";
+  }
+  return new RegExp("^" + source + "$");
+}
+
+function selectorMatches(selector, topic) {
+  if (selector === "*" || selector === topic) return true;
+  return selector.includes("{") && templateRegExp(selector).test(topic);
+}
+
+function detailMatches(entry, topic) {
+  if (!entry || typeof entry.match !== "string") return false;
+  if (entry.match === "*") return true;
+  if ((entry.match_type || "exact") === "exact") return entry.match === topic;
+  if (entry.match_type === "urlpattern" && typeof URLPattern !== "undefined") {
+    try {
+      return new URLPattern(entry.match, hubURL).test(new URL(topic, hubURL).href);
+    } catch (e) { return false; }
+  }
+  return false;
+}
+
+// [may publish, may receive private updates] of `topic` under `c` (claims).
+function grantsFor(c, topic) {
+  const result = [false, false];
+  if (c && c.mercure) {
+    result[0] = (c.mercure.publish || []).some((s) => selectorMatches(s, topic));
+    result[1] = (c.mercure.subscribe || []).some((s) => selectorMatches(s, topic));
+  }
+  if (c && Array.isArray(c.authorization_details)) {
+    for (const detail of c.authorization_details) {
+      if (!detail || detail.type !== "mercure" || !Array.isArray(detail.topics)) continue;
+      const matches = detail.topics.some((t) => detailMatches(t, topic));
+      if (!matches) continue;
+      const actions = detail.actions || [];
+      if (actions.includes("publish")) result[0] = true;
+      if (actions.includes("subscribe")) result[1] = true;
+    }
+  }
+  return result;
+}
+
+function checkTopic() {
+  const output = $("token-check");
+  output.replaceChildren();
+  const topic = $("token-topic").value.trim();
+  if (!topic) return;
+  if (!claims) { output.textContent = "Paste a token first."; return; }
+  const [publish, receive] = grantsFor(claims, topic);
+  const say = (ok, text) => {
+    const span = document.createElement("span");
+    span.className = ok ? "yes" : "no";
+    span.textContent = (ok ? "may " : "may not ") + text;
+    return span;
+  };
+  output.append(say(publish, "publish to it"), document.createTextNode("; "),
+    say(receive, "receive its private updates"),
+    document.createTextNode(" (public updates: any subscriber whose matcher selects it)"));
 }
 
 // -- events ---------------------------------------------------------------
@@ -139,17 +221,93 @@ async function publish(e) {
 
 // -- active subscriptions -------------------------------------------------
 
+let liveSource = null;
+let liveTimer = null;
+
+function subscriptionsStatus(text, kind) {
+  setStatus($("subscriptions-status"), text, kind);
+}
+
+function showSubscriptions(documents) {
+  const body = $("subscriptions");
+  body.replaceChildren();
+  for (const doc of documents) {
+    const row = document.createElement("tr");
+    const cells = [doc.subscriber, doc.match_type || "topic", doc.topic || doc.match,
+      doc.payload === undefined ? "" : JSON.stringify(doc.payload)];
+    for (const value of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = value === undefined ? "" : String(value);
+      row.append(cell);
+    }
+    body.append(row);
+  }
+  $("subscriptions-table").hidden = documents.length === 0;
+}
+
 async function refreshSubscriptions() {
   const headers = token() ? { Authorization: "Bearer " + token() } : {};
-  const output = $("subscriptions");
   try {
     const response = await fetch(hubURL + "/subscriptions", { headers });
-    const text = await response.text();
-    output.textContent = response.ok ? JSON.stringify(JSON.parse(text), null, 2)
-      : response.status + ": " + text;
+    const text = (await response.text()).trim();
+    if (response.ok) {
+      const documents = JSON.parse(text).subscriptions || [];
+      showSubscriptions(documents);
+      subscriptionsStatus(documents.length + " active subscription(s), " + new Date().toISOString()
+        + (liveSource || liveTimer ? " (live)" : ""), "good");
+      return;
+    }
+    showSubscriptions([]);
+    if (response.status === 404) {
+      subscriptionsStatus("The subscription API is off on this hub: start it with --subscriptions "
+        + "(TOML: subscriptions = true; --dev turns it on). " + text, "bad");
+    } else if (response.status === 401) {
+      subscriptionsStatus("401: paste a token above with a subscribe grant for "
+        + "/.well-known/mercure/subscriptions/... (for example mercure.subscribe [\"*\"]). " + text, "bad");
+    } else {
+      subscriptionsStatus(response.status + ": " + text, "bad");
+    }
   } catch (error) {
-    output.textContent = "Request failed: " + error;
+    subscriptionsStatus("Request failed: " + error, "bad");
   }
+}
+
+function stopLive() {
+  if (liveSource) liveSource.close();
+  if (liveTimer) clearInterval(liveTimer);
+  liveSource = null;
+  liveTimer = null;
+}
+
+function startLive() {
+  stopLive();
+  refreshSubscriptions();
+  const url = new URL(hubURL);
+  const path = url.pathname.replace(/\/$/, "");
+  if (claims && claims.mercure) {
+    // draft-07: a template selector over every subscription event, and the
+    // token in the query (an EventSource cannot send an Authorization header).
+    url.searchParams.append("topic", path + "/subscriptions{/topic}{/subscriber}");
+    url.searchParams.append("authorization", token());
+  } else {
+    url.searchParams.append("match_urlpattern", path + "/subscriptions/*");
+  }
+  liveSource = new EventSource(url, { withCredentials: true });
+  const changed = () => refreshSubscriptions();
+  liveSource.onmessage = changed;
+  liveSource.addEventListener("mercure", changed);
+  liveSource.onerror = () => {
+    if (liveSource && liveSource.readyState === EventSource.CLOSED) {
+      // No subscription events for this token: poll the API instead.
+      liveSource = null;
+      if (!liveTimer) liveTimer = setInterval(refreshSubscriptions, 3000);
+    }
+  };
+}
+
+function toggleLive() {
+  if ($("live-subscriptions").checked) startLive();
+  else { stopLive(); refreshSubscriptions(); }
 }
 
 $("token").addEventListener("input", describeToken);
@@ -158,3 +316,6 @@ $("unsubscribe-button").addEventListener("click", unsubscribe);
 $("publish-form").addEventListener("submit", publish);
 $("clear-events").addEventListener("click", () => $("events").replaceChildren());
 $("refresh-subscriptions").addEventListener("click", refreshSubscriptions);
+$("live-subscriptions").addEventListener("change", toggleLive);
+$("token-topic").addEventListener("input", checkTopic);
+$("token").addEventListener("input", () => { if ($("live-subscriptions").checked) startLive(); });

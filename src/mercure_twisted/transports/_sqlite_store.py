@@ -238,8 +238,14 @@ class SQLiteStore:
         """
         db = self._writer
         count = self.state.count
+        excess = count + len(updates) - history_size
         db.execute("BEGIN IMMEDIATE")
         try:
+            if 0 < excess <= chunk and count:
+                # Old rows first: the inserts then reuse the pages they
+                # free, and a file with no room left still takes updates
+                # as long as history_size makes room for them.
+                count -= self._delete_oldest(min(excess, count))
             seqs = []
             for update in updates:
                 cursor = db.execute(
@@ -252,9 +258,9 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_id', ?)", (updates[-1].id,)
             )
             count += len(updates)
-            excess = count - history_size
-            if 0 < excess <= chunk:
-                count -= self._delete_oldest(excess)
+            if 0 < excess <= chunk and count > history_size:
+                # The batch alone is more than history_size (or it is 0).
+                count -= self._delete_oldest(count - history_size)
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -311,19 +317,32 @@ class SQLiteStore:
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         if free > FREE_PAGES_KEPT:
             vacuumed = min(free - FREE_PAGES_KEPT, VACUUM_CHUNK)
-            db.execute(f"PRAGMA incremental_vacuum({vacuumed})").fetchall()
+            # executescript steps the pragma to the end; execute() would
+            # free a single page (one sqlite3_step).
+            db.executescript(f"PRAGMA incremental_vacuum({vacuumed});")
+            # In WAL mode the file shrinks when the vacuum is checkpointed.
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         more = deleted == chunk or count > history_size or free - vacuumed > FREE_PAGES_KEPT
         return Maintained(deleted=deleted, vacuumed=vacuumed, count=count, more=more)
 
     def probe(self) -> None:
-        """A real, small write transaction: fails as a publish would."""
+        """Commit a write as a publish would, leaving nothing behind.
+
+        A 1 KiB row goes into ``updates`` (with a negative ``seq``, which
+        neither takes a position nor shows in history) and out again, and
+        the commit writes the WAL: this fails when the file cannot take an
+        update now (no room, read-only, I/O error, corruption).
+        """
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)",
-                ("x" * 4096,),
+                "INSERT INTO updates (seq, id, topics, data, private, type, retry, stored_at) "
+                "VALUES (-1, '', '[]', ?, 0, NULL, NULL, 0)",
+                ("x" * 1024,),
             )
+            db.execute("DELETE FROM updates WHERE seq = -1")
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', 'ok')")
             db.execute("COMMIT")
         except BaseException:
             self._rollback()

@@ -147,10 +147,10 @@ class Follower:
         now = self._clock.seconds()
         follows = {f.topic: f for f in await self._store.follows()}
         wanted = {spec.topic: spec for spec in self._config.follows}
-        for follow in follows.values():
-            if follow.origin == "config" and follow.topic not in wanted:
-                self.log.info("follow {topic} left the configuration: unsubscribing", topic=follow.topic)
-                await self.remove(follow.id)
+        leaving = [
+            f for f in follows.values()
+            if f.origin == "config" and f.topic not in wanted and f.state != "unsubscribing"
+        ]
         for spec in self._config.follows:
             existing = follows.get(spec.topic)
             if existing is None:
@@ -163,8 +163,13 @@ class Follower:
                     existing.id, mercure_topic=spec.mercure_topic, private=spec.private,
                     lease_seconds=spec.lease_seconds, mode=spec.mode, origin="config",
                 )
+        gone = {f.id for f in leaving}
         for follow in await self._store.follows():
-            await self._resume(follow, now)
+            if follow.id not in gone:
+                await self._resume(follow, now)
+        for follow in leaving:
+            self.log.info("follow {topic} left the configuration: unsubscribing", topic=follow.topic)
+            await self.remove(follow.id)
 
     async def _resume(self, follow: Follow, now: float) -> None:
         callbacks = await self._store.callbacks(follow.id)

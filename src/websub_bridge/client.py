@@ -25,14 +25,14 @@ from twisted.internet.error import (
     DNSLookupError,
     TimeoutError as ConnectTimeoutError,
 )
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IHostnameResolver
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from .guard import AddressPolicy, GuardedEndpointFactory, GuardError, check_url, numeric_host
@@ -176,17 +176,19 @@ async def _read_body(response: IResponse, limit: int, where: str) -> bytes:
 
 
 def _default_agent(
-    reactor: Any, policy: AddressPolicy, timeout: float
+    reactor: Any,
+    policy: AddressPolicy,
+    timeout: float,
+    resolver: IHostnameResolver | None,
+    tls_policy: IPolicyForHTTPS | None,
 ) -> tuple[IAgent, HTTPConnectionPool]:
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 4
     pool.cachedConnectionTimeout = 60
-    agent = Agent.usingEndpointFactory(
-        reactor,
-        GuardedEndpointFactory(reactor, policy, connect_timeout=timeout),
-        pool=pool,
+    endpoints = GuardedEndpointFactory(
+        reactor, policy, resolver, tls_policy=tls_policy, connect_timeout=timeout
     )
-    return agent, pool
+    return Agent.usingEndpointFactory(reactor, endpoints, pool=pool), pool
 
 
 class OutboundClient:
@@ -194,7 +196,9 @@ class OutboundClient:
 
     ``agent`` is for tests (an in-memory agent over a real Resource); in
     production the client builds an ``Agent`` over the guard's endpoint
-    factory with a persistent connection pool. Whatever the agent, each hop
+    factory with a persistent connection pool (``resolver``, default
+    ``reactor.nameResolver``, and ``tls_policy``, default browser-like
+    verification, are passed to it). Whatever the agent, each hop
     is checked with ``check_url`` and, for an IP-literal host, against the
     policy before it is sent.
     """
@@ -210,6 +214,8 @@ class OutboundClient:
         max_body: int = 1_048_576,
         user_agent: str = "mercure-twisted-websub/0.1",
         agent: IAgent | None = None,
+        resolver: IHostnameResolver | None = None,
+        tls_policy: IPolicyForHTTPS | None = None,
     ) -> None:
         if timeout <= 0 or max_body <= 0:
             raise ValueError("timeout and max_body must be positive")
@@ -220,7 +226,7 @@ class OutboundClient:
         self._user_agent = user_agent
         self._pool: HTTPConnectionPool | None = None
         if agent is None:
-            agent, self._pool = _default_agent(reactor, policy, timeout)
+            agent, self._pool = _default_agent(reactor, policy, timeout, resolver, tls_policy)
         self._agent = agent
 
     @property

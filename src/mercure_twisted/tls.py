@@ -28,9 +28,10 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application import strports
 from twisted.application.service import IServiceCollection, Service
 from twisted.internet import ssl
-from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IProtocolFactory
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.filepath import FilePath
 from twisted.web import http
 from zope.interface import implementer
@@ -157,6 +158,24 @@ class ReloadableTLS:
         return SSL.Connection(self._options.getContext(), None)
 
 
+class _TLSServerProtocol(TLSMemoryBIOProtocol):
+    """TLS over a TCP connection that says so.
+
+    ``TLSMemoryBIOProtocol`` forwards unknown attributes to the TCP
+    transport under it, so ``transport.TLS`` would read the plain socket's
+    ``False`` and ``transport.socket`` the raw socket: code that writes
+    straight to the socket when ``not transport.TLS`` (``_sse.send_now``)
+    would then bypass the encryption.  Here ``TLS`` is True, as on a
+    ``startTLS`` connection.
+    """
+
+    TLS = True
+
+
+class _TLSServerFactory(TLSMemoryBIOFactory):
+    protocol = _TLSServerProtocol
+
+
 class CertificateReloader(Service):
     """Reloads every ``ReloadableTLS`` on SIGHUP (the usual signal for
     "reread your certificates", sent by certbot/acme.sh deploy hooks)."""
@@ -210,12 +229,13 @@ def listen(
         else:
             tls = ReloadableTLS(params)
             reloadable.append(tls)
-            endpoint = SSL4ServerEndpoint(
-                reactor, int(params["port"]), tls,  # type: ignore[arg-type]
+            endpoint = TCP4ServerEndpoint(
+                reactor, int(params["port"]),
                 backlog=int(params.get("backlog", 50)),
                 interface=params.get("interface", ""),
             )
-            service = StreamServerEndpointService(endpoint, factory)
+            wrapped = _TLSServerFactory(tls, False, factory)
+            service = StreamServerEndpointService(endpoint, wrapped)
             service._raiseSynchronously = True
         service.setServiceParent(top)
     if reloadable:

@@ -258,10 +258,22 @@ class OutboundClient:
         attempt = defer.Deferred.fromCoroutine(
             self._hops(method.upper(), url, dict(headers or {}), body, follow_redirects)
         )
-        attempt.addTimeout(self._timeout, self._reactor)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            attempt.cancel()
+
+        # Not Deferred.addTimeout: cancelling the agent's request fails with
+        # ResponseNeverReceived (or a broken body), not CancelledError, so
+        # whether the deadline passed is recorded here.
+        deadline = self._reactor.callLater(self._timeout, expire)
         try:
             return await attempt
-        except defer.TimeoutError:
+        except Exception:
+            if not expired:
+                raise
             self.log.info(
                 "websub outbound {method} {where} timed out after {timeout}s",
                 method=method,
@@ -271,6 +283,9 @@ class OutboundClient:
             raise OutboundTimeout(
                 f"{loggable_url(url)} did not answer within {self._timeout:g} seconds"
             ) from None
+        finally:
+            if deadline.active():
+                deadline.cancel()
 
     async def post_form(
         self,

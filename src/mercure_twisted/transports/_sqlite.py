@@ -58,6 +58,11 @@ __all__ = ["SQLiteTransport", "parse_sqlite_url"]
 
 T = TypeVar("T")
 
+#: Bytes a ping writes (and deletes) when the last write succeeded; at most
+#: this many when it writes as much as a refused batch.
+PROBE_SIZE = 1024
+MAX_PROBE_SIZE = 8 * 1024 * 1024
+
 #: ``?synchronous=`` values accepted in the URL, and SQLite's names for them.
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
@@ -147,6 +152,9 @@ class SQLiteTransport:
         self._readers: list[sqlite3.Connection] = []
         #: Transactions committed for publishes (group commits), for tests and logs.
         self.commits = 0
+        #: Bytes the ping probe writes: those of the last refused batch, so
+        #: that /readyz says whether what was refused would fit now.
+        self._probe_size = PROBE_SIZE
         self.log.info(
             "sqlite history {path}: {count} update(s), newest {last_id}",
             path=self.path, count=self._count, last_id=self._last_id,
@@ -263,6 +271,7 @@ class SQLiteTransport:
 
     def _written(self, written: Written, batch: list[tuple[Update, Deferred[Update]]]) -> None:
         self.commits += 1
+        self._probe_size = PROBE_SIZE
         self._count = written.count
         self._last_id = batch[-1][0].id
         for (update, d), seq in zip(batch, written.seqs):
@@ -280,6 +289,8 @@ class SQLiteTransport:
             "sqlite: could not store {count} update(s) in {path}: {error}",
             count=len(batch), path=self.path, error=error,
         )
+        size = sum(len(u.data.encode()) + 256 * len(u.topics) for u, _ in batch)
+        self._probe_size = max(PROBE_SIZE, min(size, MAX_PROBE_SIZE))
         for _, d in batch:
             d.errback(TransportUnavailable(f"the SQLite history cannot store updates: {error}"))
 
@@ -359,10 +370,14 @@ class SQLiteTransport:
         return self._count
 
     def ping(self) -> Deferred[None]:
-        """A real write transaction on the writer thread, queued like a publish."""
+        """A real write transaction on the writer thread, queued like a publish.
+
+        It writes 1 KiB, or as much as the last refused batch when the last
+        write failed: ready means that what was refused would be stored now.
+        """
         if self._state != "running":
             return fail(TransportUnavailable(f"the SQLite history is {self._state}"))
-        d = self._on_writer(self._store.probe)
+        d = self._on_writer(self._store.probe, self._probe_size)
         return d.addErrback(self._unavailable, "write")
 
     # -- helpers ------------------------------------------------------------------

@@ -325,13 +325,14 @@ class SQLiteStore:
         more = deleted == chunk or count > history_size or free - vacuumed > FREE_PAGES_KEPT
         return Maintained(deleted=deleted, vacuumed=vacuumed, count=count, more=more)
 
-    def probe(self) -> None:
+    def probe(self, size: int = 1024) -> None:
         """Commit a write as a publish would, leaving nothing behind.
 
-        A 1 KiB row goes into ``updates`` (with a negative ``seq``, which
-        neither takes a position nor shows in history) and out again, and
-        the commit writes the WAL: this fails when the file cannot take an
-        update now (no room, read-only, I/O error, corruption).
+        A row of ``size`` bytes goes into ``updates`` (with a negative
+        ``seq``, which neither takes a position nor shows in history) and
+        out again, and the commit writes the WAL: this fails when the file
+        cannot take such an update now (no room, read-only, I/O error,
+        corruption).
         """
         db = self._writer
         db.execute("BEGIN IMMEDIATE")
@@ -339,7 +340,7 @@ class SQLiteStore:
             db.execute(
                 "INSERT INTO updates (seq, id, topics, data, private, type, retry, stored_at) "
                 "VALUES (-1, '', '[]', ?, 0, NULL, NULL, 0)",
-                ("x" * 1024,),
+                ("x" * size,),
             )
             db.execute("DELETE FROM updates WHERE seq = -1")
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', 'ok')")

@@ -125,22 +125,31 @@ class Options(usage.Options):
         ["shutdown-timeout", None, None, "Seconds SIGTERM waits for streams and connections to close before aborting them, 0: no bound (default: 10).", _seconds],
         ["transport", None, None, "Transport URL: sqlite:///path.db (default: DATA_DIR/mercure.db), redis://host:6379/0 or memory://."],
         ["data-dir", None, None, "Directory of the hub's files (default: $STATE_DIRECTORY or ~/.local/share/mercure-twisted)."],
+        ["websub-public-url", None, None, "Base URL under which WebSub hubs reach the bridge's callbacks (enables the WebSub bridge), e.g. https://hub.example.com."],
     ]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self._environ = os.environ if environ is None else environ
         self._listen: list[str] = []
+        self._websub_networks: list[str] = []
         self["hub_config"] = None
+        self["bridge_config"] = None
 
     def opt_listen(self, endpoint: str) -> None:
         """Listening endpoint, repeatable (default: tcp:3000), e.g. tcp:3000:interface=127.0.0.1 or ssl:443:privateKey=key.pem:certKey=cert.pem."""
         self._listen.append(endpoint)
 
+    def opt_websub_allow_network(self, cidr: str) -> None:
+        """Network (CIDR) the WebSub bridge may connect to although it is private or special-use, repeatable, e.g. 10.0.0.0/8 or 127.0.0.0/8."""
+        self._websub_networks.append(cidr)
+
     def postOptions(self) -> None:
         flags: dict[str, Any] = {}
         if self._listen:
             flags["listen"] = tuple(self._listen)
+        if self._websub_networks:
+            flags["websub_allow_networks"] = tuple(self._websub_networks)
         for name in ("anonymous", "subscriptions", "dev"):
             if self[name]:
                 flags[name] = True
@@ -152,6 +161,13 @@ class Options(usage.Options):
             self["hub_config"] = load_config(
                 flags=flags, environ=self._environ, toml_path=self["config"]
             )
+            config = self["hub_config"]
+            if config.websub_public_url is not None or config.websub or config.websub_allow_networks:
+                # The optional bridge validates its own settings, here, so
+                # that one that cannot work stops the start with one line.
+                from websub_bridge.config import bridge_config
+
+                self["bridge_config"] = bridge_config(config)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -297,6 +313,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     startup.log_config(config)
 
     site, hub_service = build_application(config, reactor)
+    bridge = options["bridge_config"] if "bridge_config" in options else None
     # Bounded graceful stop (shutdown.py); the JSON log observer, if asked,
     # is handed to twistd through the tree (the parent is twistd's options).
     top = HubTree(
@@ -304,6 +321,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         log_observer_for(config.log_format, getattr(options, "parent", None)),
     )
     hub_service.setServiceParent(top)
+    if bridge is not None:
+        # The WebSub bridge: mounted under /websub, started after the hub
+        # and stopped before it (after the listeners).
+        from websub_bridge.follow.service import attach_follow
+
+        attach_follow(bridge, config, site.resource, hub_service.hub, reactor).setServiceParent(top)
     listeners: list[tuple[str, Any]] = [(with_backlog(e), site) for e in config.listen]
     if config.metrics_listen is not None and hub_service.metrics_site is not None:
         listeners.append((with_backlog(config.metrics_listen), hub_service.metrics_site))

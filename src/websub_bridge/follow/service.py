@@ -7,16 +7,21 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from mercure_twisted.config import HubConfig
+from mercure_twisted.hub import Hub
+from mercure_twisted.web import HubResource
 
 from ..client import OutboundClient
 from ..config import BridgeConfig
 from ..guard import AddressPolicy
-from ..port import IHubPort
+from ..port import IHubPort, InProcessPort
 from ..store import Store
 from ._machine import Follower
 from ._web import BridgeResource
 
-__all__ = ["FollowService", "build_follow"]
+__all__ = ["FollowService", "attach_follow", "build_follow"]
 
 
 class FollowService(Service):
@@ -66,3 +71,21 @@ def build_follow(
     follower = Follower(store=store, client=client, port=port, clock=reactor, config=config)
     resource = BridgeResource(follower, port, max_body_size=config.max_body_size)
     return resource, FollowService(follower, store, client)
+
+
+def attach_follow(
+    config: BridgeConfig, hub_config: HubConfig, root: HubResource, hub: Hub, reactor: Any
+) -> FollowService:
+    """Wire the follow role into ``twistd mercure``: the in-process port over
+    this hub and its token verifier, ``/websub`` mounted on the hub's root
+    resource.  Returns the service to start after the hub's."""
+    web = root.web
+    fallback = hub_config.public_url or "http://localhost" + hub_config.hub_path
+
+    def hub_url(request: IRequest | None) -> str:
+        return web.hub_url(request) if request is not None else fallback
+
+    port = InProcessPort(hub, web.verifier, hub_url)
+    resource, service = build_follow(config, reactor=reactor, port=port, data_dir=hub_config.data_dir)
+    root.mount("/websub", resource)
+    return service

@@ -50,7 +50,8 @@ def test_json_lines_with_access_and_stream_events_and_no_token(start_hub: Any) -
                 kwargs["headers"] = {"Cookie": f"mercureAuthorization={token}"}
             with client.stream("GET", hub.url, **kwargs) as stream:
                 assert stream.status_code == 200
-                next(stream.iter_lines())
+                lines = stream.iter_lines()  # kept: closing it closes the stream
+                next(lines)
     deadline = time.monotonic() + 10  # the hub sees the three clients leave
     while hub.log().count("closed after") < 3 and time.monotonic() < deadline:
         time.sleep(0.05)

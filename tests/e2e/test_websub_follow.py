@@ -1,0 +1,202 @@
+"""The bridge follows a WebSub hub nobody here wrote (Flask-WebSub), end to end.
+
+Three real processes on loopback: Flask-WebSub's hub and Atom publisher
+(``websub_hub_app.py``, Celery eager: it verifies our intent inside our
+subscription request, as synchronous hubs do), ``twistd mercure`` with the
+bridge following the feed (``--websub-public-url``, loopback admitted with
+``--websub-allow-network``), and a browser-style SSE subscriber (httpx-sse)
+on the Mercure hub.  A publish on the WebSub side arrives as Mercure
+updates, one per new entry, signed (``http_secret``, Flask-WebSub signs
+with sha512) and checked; removing the follow unsubscribes at the hub.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent, connect_sse
+
+from ._support import KEY_FLAGS, _die_with_parent, draft07_token, free_port
+from .conftest import StartHub
+
+pytestmark = pytest.mark.e2e
+
+WAIT = 20.0
+APP = Path(__file__).with_name("websub_hub_app.py")
+
+
+def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class FlaskHub:
+    """Flask-WebSub's hub and publisher in a subprocess on a loopback port."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.database = tmp_path / "flask-hub.db"
+        self.log_path = tmp_path / "flask-hub.log"
+        self.base = f"http://127.0.0.1:{self.port}"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(APP), str(self.port), str(self.database)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=str(tmp_path), env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+
+        def listening() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the Flask-WebSub hub exited:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        until(listening, "the Flask-WebSub hub to listen")
+
+    @property
+    def feed(self) -> str:
+        return self.base + "/feed"
+
+    def subscriptions(self) -> list[tuple[str, str, str | None]]:
+        """(topic, callback, secret) of every subscription the hub holds."""
+        with sqlite3.connect(self.database) as db:
+            return [tuple(r) for r in db.execute("select topic_url, callback_url, secret from hub")]
+
+    def add_entry(self, title: str) -> str:
+        response = httpx.post(self.base + "/entries", data={"title": title}, timeout=5)
+        assert response.status_code == 201
+        return response.text
+
+    def publish(self) -> None:
+        response = httpx.post(
+            self.base + "/hub", data={"hub.mode": "publish", "hub.topic": self.feed}, timeout=15
+        )
+        assert response.status_code == 202, response.text
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def flask_hub(tmp_path: Path) -> Iterator[FlaskHub]:
+    hub = FlaskHub(tmp_path)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+class Subscriber:
+    """An SSE subscriber on the Mercure hub, read by a background thread."""
+
+    def __init__(self, url: str, topic: str, token: str) -> None:
+        self.events: list[ServerSentEvent] = []
+        self.opened = threading.Event()
+        self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
+        self._url, self._topic, self._token = url, topic, token
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self.opened.wait(WAIT), "the SSE stream did not open"
+
+    def _read(self) -> None:
+        try:
+            with connect_sse(
+                self._client, "GET", self._url, params={"topic": self._topic},
+                headers={"Authorization": f"Bearer {self._token}"},
+            ) as source:
+                self.opened.set()
+                for event in source.iter_sse():
+                    if event.event != "mercure":  # never heartbeats
+                        self.events.append(event)
+        except (httpx.HTTPError, RuntimeError):
+            pass
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def test_a_followed_feed_reaches_an_sse_subscriber_and_removal_unsubscribes(
+    start_hub: StartHub, flask_hub: FlaskHub, tmp_path: Path
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        "[websub]\n"
+        "http_secret = true\n"
+        "[[websub.follow]]\n"
+        f'topic = "{flask_hub.feed}"\n'
+        'mode = "entries"\n'
+    )
+    hub = start_hub(
+        *KEY_FLAGS, "--config", str(config),
+        "--websub-public-url", public, "--websub-allow-network", "127.0.0.0/8",
+        port=port,
+    )
+    admin = draft07_token(publish=["*"])
+    api = httpx.Client(base_url=public, headers={"Authorization": f"Bearer {admin}"}, timeout=5)
+
+    def follows() -> list[dict[str, Any]]:
+        response = api.get("/websub/follows")
+        assert response.status_code == 200, response.text
+        return list(response.json()["follows"])
+
+    # Subscribed: Flask-WebSub verified our intent inside our request.
+    (follow,) = until(lambda: [f for f in follows() if f["state"] == "active"], "an active follow")
+    assert follow["hub"] == flask_hub.base + "/hub"
+    assert follow["mercure_topic"] == flask_hub.feed  # the discovered rel=self
+    ((topic, callback, secret),) = flask_hub.subscriptions()
+    assert topic == flask_hub.feed
+    assert callback.startswith(public + "/websub/callback/")
+    assert secret  # http_secret = true: the deliveries are signed
+
+    subscriber = Subscriber(hub.url, flask_hub.feed, draft07_token(subscribe=["*"]))
+    try:
+        first = flask_hub.add_entry("hello from WebSub")
+        flask_hub.publish()
+        until(lambda: len(subscriber.events) >= 1, "the first entry over SSE")
+        second = flask_hub.add_entry("and another one")
+        flask_hub.publish()
+        until(lambda: len(subscriber.events) >= 2, "the second entry over SSE")
+        assert [e.id for e in subscriber.events] == [first, second]  # each entry once
+        assert "<title>hello from WebSub</title>" in subscriber.events[0].data
+        assert "<title>and another one</title>" in subscriber.events[1].data
+    finally:
+        subscriber.close()
+
+    # Removing the follow unsubscribes: the hub verifies, then forgets us.
+    response = api.delete(f"/websub/follows/{follow['id']}")
+    assert response.status_code == 202, response.text
+    until(lambda: flask_hub.subscriptions() == [], "the hub to drop the subscription")
+    until(lambda: api.get(f"/websub/follows/{follow['id']}").status_code == 404, "the follow to go")
+    assert "Traceback" not in hub.log()

@@ -225,12 +225,17 @@ class _HeadLinks(HTMLParser):
             self.raw.append((values["href"].strip(), values["rel"]))
         elif tag in _TEXT_ELEMENTS:
             self._text_depth += 1
+            if tag not in self.CDATA_CONTENT_ELEMENTS:
+                # <title> is text (RCDATA), and <noscript>/<template> hold no
+                # live links for a scripting browser: read their content as
+                # text up to the end tag, as html.parser does for <script>.
+                self.set_cdata_mode(tag)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _TEXT_ELEMENTS:  # <script/>: opened and closed at once
-            self.handle_starttag(tag, attrs)
-            self.handle_endtag(tag)
-        else:
+        # HTML ignores the "/" of "<title/>" or "<head/>": they open the
+        # element. html.parser does not read "<script/>" as opening a
+        # script, so that one opens nothing here either.
+        if tag not in self.CDATA_CONTENT_ELEMENTS:
             self.handle_starttag(tag, attrs)
 
     def handle_endtag(self, tag: str) -> None:

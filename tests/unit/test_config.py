@@ -490,8 +490,8 @@ def test_every_conf_example_is_covered() -> None:
 EXAMPLES = {
     "development.toml": lambda c: c.dev and c.listen == ("tcp:3000:interface=127.0.0.1",)
     and c.heartbeat == 15.0,
-    "production.toml": lambda c: c.transport.startswith("memory://") and not c.dev
-    and not c.keys,
+    "production.toml": lambda c: c.transport == "sqlite:///var/lib/mercure/mercure.db"
+    and c.history_max_age == 86400 and not c.dev and not c.keys,
     "jwks.toml": lambda c: all(k.jwks_url for k in c.keys) and len(c.keys) == 2,
     "issuers.toml": lambda c: len(c.issuers) == 3 and all(k.issuer for k in c.keys)
     and c.protocol == "1",

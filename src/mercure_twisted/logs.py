@@ -25,7 +25,14 @@ from twisted.python.logfile import LogFile
 from .subscriber import Subscriber
 from .update import Update
 
-__all__ = ["StreamLog", "access_line", "json_observer", "log_observer_for", "redact"]
+__all__ = [
+    "StreamLog",
+    "access_line",
+    "json_observer",
+    "log_observer_for",
+    "redact",
+    "register_capability_prefix",
+]
 
 #: A JWS/JWT compact serialization: base64url JSON header (``eyJ`` is
 #: ``{"``), payload and signature.
@@ -37,9 +44,24 @@ _BEARER = re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.I)
 
 REDACTED = "REDACTED"
 
+#: Path prefixes whose next segment is a capability (a secret URL such as a
+#: WebSub callback), registered by what mounts them on the hub's root.
+_capability_paths: re.Pattern[str] | None = None
+_capability_prefixes: set[str] = set()
+
+
+def register_capability_prefix(prefix: str) -> None:
+    """Redact the path segment after ``prefix/`` (``/websub/callback``) in logs."""
+    global _capability_paths
+    _capability_prefixes.add(prefix.rstrip("/"))
+    alternatives = "|".join(re.escape(p) for p in sorted(_capability_prefixes))
+    _capability_paths = re.compile(rf"((?:{alternatives})/)[^/?#\s\"]+")
+
 
 def redact(text: str) -> str:
     """``text`` with every token-looking value replaced by ``REDACTED``."""
+    if _capability_paths is not None:
+        text = _capability_paths.sub(r"\1" + REDACTED, text)
     text = _JWT.sub(REDACTED, text)
     text = _TOKEN_PARAMETER.sub(r"\1" + REDACTED, text)
     return _BEARER.sub(r"\1" + REDACTED, text)

@@ -199,4 +199,9 @@ def test_a_followed_feed_reaches_an_sse_subscriber_and_removal_unsubscribes(
     assert response.status_code == 202, response.text
     until(lambda: flask_hub.subscriptions() == [], "the hub to drop the subscription")
     until(lambda: api.get(f"/websub/follows/{follow['id']}").status_code == 404, "the follow to go")
-    assert "Traceback" not in hub.log()
+    log = hub.log()
+    assert "Traceback" not in log
+    # The callback is a capability URL and the secret a key: never logged.
+    assert "/websub/callback/REDACTED" in log
+    assert callback.rsplit("/", 1)[1] not in log
+    assert secret not in log

@@ -10,11 +10,13 @@ Klein's routing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from ..logs import register_capability_prefix
 from ._app import HUB_PATH, HubWeb
 
 if TYPE_CHECKING:
@@ -50,12 +52,18 @@ class HubResource(Resource):
         """The hub's HTTP face (its hub, verifier and hub URL), for what is mounted."""
         return self._web
 
-    def mount(self, prefix: str, resource: IResource) -> None:
+    def mount(
+        self, prefix: str, resource: IResource, *, capability_prefixes: Sequence[str] = ()
+    ) -> None:
         """Serve ``prefix`` and everything under it with ``resource``, a leaf
-        that routes on ``request.path`` itself.  The hub's own paths win."""
+        that routes on ``request.path`` itself.  The hub's own paths win.
+        The segment after each of ``capability_prefixes`` is a secret: the
+        logs never show it."""
         if not prefix.startswith("/") or prefix.endswith("/") or prefix.startswith(HUB_PATH):
             raise ValueError(f"cannot mount {prefix!r}")
         self._mounts[prefix.encode("ascii")] = resource
+        for capability in capability_prefixes:
+            register_capability_prefix(capability)
 
     def _mounted(self, path: bytes) -> IResource | None:
         for prefix, resource in self._mounts.items():

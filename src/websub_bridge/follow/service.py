@@ -87,5 +87,5 @@ def attach_follow(
 
     port = InProcessPort(hub, web.verifier, hub_url)
     resource, service = build_follow(config, reactor=reactor, port=port, data_dir=hub_config.data_dir)
-    root.mount("/websub", resource)
+    root.mount("/websub", resource, capability_prefixes=("/websub/callback",))
     return service

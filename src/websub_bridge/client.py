@@ -325,7 +325,7 @@ class OutboundClient:
                     f"{loggable_url(url)}: more than {follow_redirects} redirects"
                 )
             hops += 1
-            target = urllib.parse.urljoin(url, location[0].decode("latin-1").strip())
+            target = urllib.parse.urljoin(url, _header_text(location[0]).strip())
             status = response.status
             if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
                 method, body = "GET", None
@@ -393,6 +393,14 @@ class OutboundClient:
             status=answer.code,
         )
         return Response(status=answer.code, headers=answer.headers, body=content, url=target)
+
+
+def _header_text(value: bytes) -> str:
+    """A header value as text: UTF-8 when it is (IRIs in Location), else Latin-1."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def _guard_error_inside(error: Exception) -> GuardError | None:

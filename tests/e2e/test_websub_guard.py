@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -40,6 +41,17 @@ class _Counting(Resource):
 def server() -> Iterator[tuple[_Counting, int]]:
     resource = _Counting()
     port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")  # type: ignore[attr-defined]
+    yield resource, port.getHost().port
+    pytest_twisted.blockon(port.stopListening())
+
+
+@pytest.fixture
+def server6() -> Iterator[tuple[_Counting, int]]:
+    resource = _Counting()
+    try:
+        port = reactor.listenTCP(0, Site(resource), interface="::1")  # type: ignore[attr-defined]
+    except CannotListenError:
+        pytest.skip("no IPv6 loopback on this machine")
     yield resource, port.getHost().port
     pytest_twisted.blockon(port.stopListening())
 
@@ -83,3 +95,23 @@ async def test_loopback_is_reached_once_allow_listed(server: tuple[_Counting, in
     finally:
         await client.close()
     assert resource.hits == len(_spellings(port))
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv6_loopback_is_refused_then_reached_once_allow_listed(
+    server6: tuple[_Counting, int],
+) -> None:
+    resource, port = server6
+    url = f"http://[::1]:{port}/"
+    refusing = OutboundClient(reactor, AddressPolicy([ipaddress.ip_network("127.0.0.0/8")]), timeout=5)
+    allowing = OutboundClient(reactor, AddressPolicy([ipaddress.ip_network("::1/128")]), timeout=5)
+    try:
+        with pytest.raises(GuardError):
+            await refusing.request("GET", url)
+        assert resource.hits == 0
+        response = await allowing.request("GET", url)
+        assert (response.status, response.body) == (200, b"reached")
+    finally:
+        await refusing.close()
+        await allowing.close()
+    assert resource.hits == 1

@@ -6,9 +6,10 @@ request, and every hop of a redirect, gets the same treatment: the URL
 passes :func:`~websub_bridge.guard.check_url`, the connection goes through
 the :class:`~websub_bridge.guard.GuardedEndpointFactory` (every resolved
 address checked, the connection pinned to it), the whole exchange is bounded
-in time (``timeout``) and the body in size (``max_body``). Logs name the
-method, origin and path, never a query string (callbacks and topics carry
-capability tokens there), a header value or a body.
+in time (``timeout``) and the body in size (``max_body``). Log events name
+the method and the origin only (paths and query strings can be capabilities:
+a subscriber's unguessable callback, a private feed's token), never a header
+value or a body; error messages add the path, never the query.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "OutboundTimeout",
     "Response",
     "TooManyRedirects",
+    "loggable_origin",
     "loggable_url",
 ]
 
@@ -81,6 +83,11 @@ class Response:
     body: bytes
     url: str  # the URL finally requested, after redirects
 
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name``, as text (None when absent)."""
+        values = self.headers.getRawHeaders(name.encode("latin-1"))
+        return _header_text(values[0]) if values else None
+
 
 def loggable_url(url: str) -> str:
     """``scheme://host[:port]/path`` of a URL: what logs and errors may show.
@@ -90,6 +97,17 @@ def loggable_url(url: str) -> str:
     """
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def loggable_origin(url: str) -> str:
+    """``scheme://host[:port]``: all of a URL that a log line shows.
+
+    Paths can be capabilities too (a subscriber's unguessable callback), so
+    log events name the origin only; error messages, which go back to whoever
+    gave the URL, may name the path (:func:`loggable_url`).
+    """
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
@@ -242,8 +260,13 @@ class OutboundClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         follow_redirects: int = 0,
+        timeout: float | None = None,
+        max_body: int | None = None,
     ) -> Response:
         """Send one request (and up to ``follow_redirects`` redirect hops).
+
+        ``timeout`` and ``max_body`` override the client's for this request
+        (a verification of intent needs a few bytes and a short wait).
 
         301/302 turn a POST into a GET, 303 turns anything but HEAD into a
         GET (the body dropped); 307/308 repeat method and body. Credentials
@@ -255,8 +278,12 @@ class OutboundClient:
         Raises :class:`GuardError` (URL or address refused; its subclass
         :class:`BodyTooLarge`), :class:`OutboundTimeout`, :class:`OutboundError`.
         """
+        limit = self._max_body if max_body is None else max_body
+        seconds = self._timeout if timeout is None else timeout
+        if limit < 0 or seconds <= 0:
+            raise ValueError("timeout must be positive and max_body not negative")
         attempt = defer.Deferred.fromCoroutine(
-            self._hops(method.upper(), url, dict(headers or {}), body, follow_redirects)
+            self._hops(method.upper(), url, dict(headers or {}), body, follow_redirects, limit)
         )
         expired = False
 
@@ -268,20 +295,20 @@ class OutboundClient:
         # Not Deferred.addTimeout: cancelling the agent's request fails with
         # ResponseNeverReceived (or a broken body), not CancelledError, so
         # whether the deadline passed is recorded here.
-        deadline = self._reactor.callLater(self._timeout, expire)
+        deadline = self._reactor.callLater(seconds, expire)
         try:
             return await attempt
         except Exception:
             if not expired:
                 raise
             self.log.info(
-                "websub outbound {method} {where} timed out after {timeout}s",
+                "websub outbound {method} to {origin} timed out after {timeout}s",
                 method=method,
-                where=loggable_url(url),
-                timeout=self._timeout,
+                origin=loggable_origin(url),
+                timeout=seconds,
             )
             raise OutboundTimeout(
-                f"{loggable_url(url)} did not answer within {self._timeout:g} seconds"
+                f"{loggable_url(url)} did not answer within {seconds:g} seconds"
             ) from None
         finally:
             if deadline.active():
@@ -313,10 +340,11 @@ class OutboundClient:
         headers: dict[str, str],
         body: bytes | None,
         follow_redirects: int,
+        max_body: int,
     ) -> Response:
         hops = 0
         while True:
-            response = await self._one(method, url, headers, body)
+            response = await self._one(method, url, headers, body, max_body)
             location = response.headers.getRawHeaders(b"location")
             if follow_redirects <= 0 or response.status not in _REDIRECTS or not location:
                 return response
@@ -341,15 +369,20 @@ class OutboundClient:
             ):
                 raise GuardError("refusing to re-send a request body from https to http")
             self.log.debug(
-                "websub outbound redirect {status} {source} -> {target}",
+                "websub outbound redirect {status} from {source} to {target}",
                 status=status,
-                source=loggable_url(url),
-                target=loggable_url(target),
+                source=loggable_origin(url),
+                target=loggable_origin(target),
             )
             url = target
 
     async def _one(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        max_body: int,
     ) -> Response:
         checked = check_url(url)
         literal = numeric_host(checked.hostname or "")
@@ -361,7 +394,9 @@ class OutboundClient:
         for name, value in headers.items():
             sent.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
         producer = _BytesProducer(body) if body is not None else None
-        self.log.debug("websub outbound {method} {where}", method=method, where=where)
+        self.log.debug(
+            "websub outbound {method} to {origin}", method=method, origin=loggable_origin(target)
+        )
         try:
             answer: IResponse = await self._agent.request(
                 method.encode("ascii"), target.encode("ascii"), sent, producer
@@ -385,11 +420,11 @@ class OutboundClient:
             answer.deliverBody(_BoundedBody(0, where))
             content = b""
         else:
-            content = await _read_body(answer, self._max_body, where)
+            content = await _read_body(answer, max_body, where)
         self.log.debug(
-            "websub outbound {method} {where} answered {status}",
+            "websub outbound {method} to {origin} answered {status}",
             method=method,
-            where=where,
+            origin=loggable_origin(target),
             status=answer.code,
         )
         return Response(status=answer.code, headers=answer.headers, body=content, url=target)

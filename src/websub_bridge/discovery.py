@@ -28,7 +28,7 @@ import attrs
 from twisted.logger import Logger
 
 from ._xml import UnsafeXML, local_name, parse_untrusted, xml_base
-from .client import OutboundClient, OutboundError, Response, loggable_url
+from .client import OutboundClient, OutboundError, Response, loggable_origin, loggable_url
 
 __all__ = [
     "Discovery",
@@ -262,7 +262,7 @@ def links_from_html(text: str, base: str) -> list[Link]:
         parser.feed(text)
         parser.close()
     except Exception:  # html.parser is tolerant; never let a page break us
-        log.debug("websub discovery: HTML parser gave up at {base}", base=loggable_url(base))
+        log.debug("websub discovery: HTML parser gave up at {origin}", origin=loggable_origin(base))
     if parser.base_href:
         base = urllib.parse.urljoin(base, parser.base_href)
     links: list[Link] = []
@@ -439,8 +439,9 @@ async def discover(
             "links and feed links were checked)"
         )
     log.info(
-        "websub discovery {topic}: {count} hub(s)",
-        topic=loggable_url(got.url),
+        "websub discovery at {origin}: {count} hub(s), self link {has_self}",
+        origin=loggable_origin(got.url),
         count=len(hubs),
+        has_self=self_url is not None,
     )
     return Discovery(got.url, self_url, hubs, _content_type(got))

@@ -278,3 +278,63 @@ def test_connection_failures_are_outbound_errors_with_safe_messages() -> None:
         value = getattr(failures[0], "value")
         assert isinstance(value, OutboundError)
         assert text in str(value) and "t0k" not in str(value)
+
+
+def test_per_request_timeout_and_body_cap() -> None:
+    parked: list[Request] = []
+
+    def never(request: Request) -> int:
+        parked.append(request)
+        return NOT_DONE_YET
+
+    kit = Kit(Routes({"/slow": never, "/big": lambda r: b"z" * 50}), timeout=60, max_body=1000)
+    d = kit.start(kit.client.request("GET", "http://example.com/slow", timeout=2))
+    kit.clock.advance(2)
+    kit.pump()
+    errors: list[object] = []
+    d.addErrback(errors.append)
+    assert isinstance(getattr(errors[0], "value"), OutboundTimeout)
+    error = kit.fail(kit.client.request("GET", "http://example.com/big", max_body=49))
+    assert isinstance(error, BodyTooLarge)
+    assert kit.run(kit.client.request("GET", "http://example.com/big", max_body=50)).body == b"z" * 50
+
+
+def test_response_header_text() -> None:
+    def handler(request: Request) -> bytes:
+        request.setHeader(b"retry-after", b"120")
+        request.setHeader(b"location", "/é".encode())
+        return b""
+
+    kit = Kit(Routes({"/": handler}))
+    response = kit.run(kit.client.request("GET", "http://example.com/"))
+    assert response.header("Retry-After") == "120"
+    assert response.header("location") == "/é"
+    assert response.header("x-absent") is None
+
+
+def test_log_events_show_origins_never_paths_queries_headers_or_bodies() -> None:
+    from twisted.logger import Logger, formatEvent
+
+    events: list[dict[str, object]] = []
+    routes = Routes(
+        {
+            "/cb/capability-path": redirect(307, "/cb/capability-path2?token=query-secret"),
+            "/cb/capability-path2": lambda r: b"body-secret",
+        }
+    )
+    kit = Kit(routes)
+    kit.client.log = Logger(observer=events.append)  # type: ignore[misc]
+    kit.run(
+        kit.client.request(
+            "POST",
+            "http://example.com/cb/capability-path?token=query-secret",
+            headers={"Authorization": "Bearer header-secret"},
+            body=b"request-secret",
+            follow_redirects=1,
+        )
+    )
+    assert events
+    text = "\n".join(formatEvent(e) + repr(e) for e in events)
+    for secret in ("capability-path", "query-secret", "header-secret", "request-secret", "body-secret"):
+        assert secret not in text
+    assert "http://example.com" in text

@@ -24,7 +24,7 @@ from twisted.internet.task import Clock
 
 from mercure_twisted.config import ConfigError, HubConfig
 from mercure_twisted.transports import TransportUnavailable
-from mercure_twisted.transports._sqlite import SQLiteTransport, parse_sqlite_url
+from mercure_twisted.transports._sqlite import BATCH_BYTES, SQLiteTransport, parse_sqlite_url
 from mercure_twisted.transports._sqlite_store import (
     FREE_PAGES_KEPT,
     JOURNAL_SIZE_LIMIT,
@@ -99,6 +99,15 @@ async def test_a_group_commit_holds_at_most_batch_limit_updates(opened: Opened) 
     await gatherResults([transport.publish(update(f"u{i}")) for i in range(201)])
     assert transport.commits == 1 + 4  # 1, then 50 + 50 + 50 + 50
     assert len(opened.dispatched) == 201
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_group_commit_holds_about_batch_bytes_of_data(opened: Opened) -> None:
+    transport = opened.open()
+    big = "z" * (BATCH_BYTES // 2)
+    await gatherResults([transport.publish(update(f"big{i}", big)) for i in range(7)])
+    assert transport.commits == 1 + 3  # 1, then 2 + 2 + 2 (each reaching BATCH_BYTES)
+    assert [u.id for u in opened.dispatched] == [f"big{i}" for i in range(7)]
 
 
 # -- restarts -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Why it looks like this:
 * **Group commit off the reactor.**  One writer thread owns the writing
   connection; while it commits one transaction, every publish that arrives
   waits in ``_pending`` and all of them go into the next transaction (at
-  most ``batch_limit``).  So a burst costs a few commits, not one each, and
+  most ``batch_limit`` updates or about ``BATCH_BYTES`` of data).  So a burst costs a few commits, not one each, and
   the reactor never waits for the disk.
 * **Dispatch in commit order.**  Only one transaction is in flight at a
   time; its updates are dispatched, in order, after it committed, with the
@@ -62,6 +62,10 @@ T = TypeVar("T")
 #: this many when it writes as much as a refused batch.
 PROBE_SIZE = 1024
 MAX_PROBE_SIZE = 8 * 1024 * 1024
+
+#: A group commit stops taking updates once it holds this much data, so that
+#: one transaction (and the WAL) stays small even for a burst of large ones.
+BATCH_BYTES = 4 * 1024 * 1024
 
 #: ``?synchronous=`` values accepted in the URL, and SQLite's names for them.
 SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
@@ -257,7 +261,12 @@ class SQLiteTransport:
         return d
 
     def _write_next(self) -> None:
-        batch = self._pending[: self._batch_limit]
+        batch, size = [], 0
+        for entry in self._pending[: self._batch_limit]:
+            if batch and size >= BATCH_BYTES:
+                break  # a burst of large updates: several shorter commits
+            batch.append(entry)
+            size += len(entry[0].data)
         del self._pending[: len(batch)]
         self._writing = True
         now = self._clock.seconds()

@@ -261,7 +261,8 @@ class SQLiteTransport:
         return d
 
     def _write_next(self) -> None:
-        batch, size = [], 0
+        batch: list[tuple[Update, Deferred[Update]]] = []
+        size = 0
         for entry in self._pending[: self._batch_limit]:
             if batch and size >= BATCH_BYTES:
                 break  # a burst of large updates: several shorter commits

@@ -65,6 +65,7 @@ def _spellings(port: int) -> list[str]:
         f"http://0177.0.0.1:{port}/",
         f"http://127.1:{port}/",
         f"http://[::ffff:127.0.0.1]:{port}/",
+        f"http://\uff11\uff12\uff17.0.0.1:{port}/",  # full-width digits
     ]
 
 

@@ -287,6 +287,10 @@ def test_every_spelling_of_an_address_reads_back(address: V4, style: str) -> Non
         ("http://[2001:DB8::1]:8080/", "http://[2001:db8::1]:8080/"),
         ("http://127.0.0.1/", "http://127.0.0.1/"),
         ("http://a.example/p%20q", "http://a.example/p%20q"),
+        # IDNA mapping turns look-alike dots and digits into plain ASCII, so
+        # the address they spell is what the guard then judges.
+        ("http://127\u30020\u30020\u30021/", "http://127.0.0.1/"),
+        ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "http://127.0.0.1/"),
     ],
 )
 def test_check_url_accepts_and_normalises(url: str, normalised: str) -> None:

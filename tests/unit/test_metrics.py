@@ -115,6 +115,19 @@ class MetricsEndpointTests(SynchronousTestCase):
             got[("mercure_transport_errors_total", (("operation", "publish"),))], 1
         )
 
+    def test_history_that_cannot_be_read_is_counted(self) -> None:
+        self.web.hub.transport.history = lambda last: fail(TransportUnavailable("down"))
+        response = open_stream(self.web, self.web.url("?topic=https://example.com/a"),
+                               headers={"Last-Event-ID": "earliest"})
+        self.assertEqual(response.code, 503)
+        self.flushLoggedErrors(TransportUnavailable)
+        got = self.scrape()
+        self.assertEqual(got[("mercure_transport_errors_total", (("operation", "history"),))], 1)
+        self.assertEqual(got[("mercure_subscribers_connected", ())], 0)
+        self.assertEqual(
+            got[("mercure_subscriber_disconnects_total", (("reason", "history_unavailable"),))], 1
+        )
+
     def test_slow_subscriber_cut_off_is_counted(self) -> None:
         stream = open_stream(self.web, self.web.url("?topic=https://example.com/a"))
         stream.done.addErrback(lambda _: None)  # an aborted stream is data loss

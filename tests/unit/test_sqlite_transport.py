@@ -271,6 +271,16 @@ async def test_ping_fails_while_nothing_can_be_written(opened: Opened) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_stop_lets_running_replays_finish(opened: Opened) -> None:
+    transport = opened.open()
+    await publish_many(transport, 300)
+    replays = [transport.history("earliest") for _ in range(5)]
+    await transport.stop()
+    for replay in replays:
+        assert len((await replay).updates) == 300
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_stopped_transport_refuses_publishes(opened: Opened) -> None:
     transport = opened.open()
     await transport.stop()

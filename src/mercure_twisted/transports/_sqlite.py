@@ -145,7 +145,7 @@ class SQLiteTransport:
         self._writing = False
         self._maintaining = False
         self._idle: list[Deferred[None]] = []
-        self._reads: set[Deferred[Any]] = set()
+        self._reads = 0  # replay queries running on the reader threads
         self._state = "new"
         self._stopped: Deferred[None] | None = None
         self._loop: LoopingCall | None = None
@@ -225,15 +225,10 @@ class SQLiteTransport:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         if was == "running":
-            if self._writing or self._maintaining or self._pending:
+            if not self._is_idle():
                 idle: Deferred[None] = Deferred()
                 self._idle.append(idle)
                 await idle
-            for read in list(self._reads):
-                try:
-                    await read
-                except Exception:
-                    pass  # reported to whoever asked for it
             self._writer_pool.stop()
             self._reader_pool.stop()
             if self._trigger is not None:
@@ -342,8 +337,12 @@ class SQLiteTransport:
         )
         self._maybe_idle()
 
+    def _is_idle(self) -> bool:
+        return not (self._writing or self._maintaining or self._pending or self._reads)
+
     def _maybe_idle(self) -> None:
-        if self._writing or self._maintaining or self._pending:
+        """Fire what ``stop`` waits for once nothing is written or read."""
+        if not self._is_idle():
             return
         idle, self._idle = self._idle, []
         for d in idle:
@@ -356,10 +355,11 @@ class SQLiteTransport:
             return fail(TransportUnavailable(f"the SQLite history is {self._state}"))
         cutoff = self._clock.seconds() - self._max_age if self._max_age > 0 else None
         d = deferToThreadPool(self._reactor, self._reader_pool, self._read, last_event_id, cutoff)
-        self._reads.add(d)
+        self._reads += 1
 
         def done(result: Found | Failure) -> Found | Failure:
-            self._reads.discard(d)
+            self._reads -= 1
+            self._maybe_idle()
             return result
 
         d.addBoth(done)

@@ -259,8 +259,13 @@ def links_from_html(text: str, base: str) -> list[Link]:
     """
     parser = _HeadLinks()
     try:
-        parser.feed(text)
-        parser.close()
+        # Fed in slices so a long page stops being parsed where its head ends.
+        for start in range(0, len(text), 8192):
+            parser.feed(text[start : start + 8192])
+            if parser.done:
+                break
+        else:
+            parser.close()
     except Exception:  # html.parser is tolerant; never let a page break us
         log.debug("websub discovery: HTML parser gave up at {origin}", origin=loggable_origin(base))
     if parser.base_href:

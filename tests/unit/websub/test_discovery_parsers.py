@@ -231,3 +231,9 @@ def test_document_kind(content_type: str | None, body: bytes, kind: str | None) 
 )
 def test_html_text_elements_hold_no_links(doc: str, hrefs: list[str]) -> None:
     assert [u for u, _ in links_from_html(doc, BASE)] == [urllib.parse.urljoin(BASE, h) for h in hrefs]
+
+
+@pytest.mark.parametrize("pad", [8180, 8190, 8200, 20000])
+def test_html_links_across_parser_slices(pad: int) -> None:
+    doc = "<head><meta name=x content='" + "a" * pad + "'><link rel=hub href=/x></head><body>" + "b" * 50000
+    assert links_from_html(doc, BASE) == [("https://example.com/x", frozenset({"hub"}))]

@@ -316,13 +316,22 @@ class SQLiteStore:
         vacuumed = 0
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         if free > FREE_PAGES_KEPT:
-            vacuumed = min(free - FREE_PAGES_KEPT, VACUUM_CHUNK)
             # executescript steps the pragma to the end; execute() would
             # free a single page (one sqlite3_step).
-            db.executescript(f"PRAGMA incremental_vacuum({vacuumed});")
+            db.executescript(
+                f"PRAGMA incremental_vacuum({min(free - FREE_PAGES_KEPT, VACUUM_CHUNK)});"
+            )
             # In WAL mode the file shrinks when the vacuum is checkpointed.
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        more = deleted == chunk or count > history_size or free - vacuumed > FREE_PAGES_KEPT
+            left = db.execute("PRAGMA freelist_count").fetchone()[0]
+            vacuumed = free - left
+            free = left
+        more = (
+            deleted == chunk
+            or (deleted > 0 and count > history_size)
+            # another vacuum step only if this one made progress
+            or (vacuumed > 0 and free > FREE_PAGES_KEPT)
+        )
         return Maintained(deleted=deleted, vacuumed=vacuumed, count=count, more=more)
 
     def probe(self, size: int = 1024) -> None:

@@ -419,7 +419,9 @@ class _GuardedEndpoint:
         if self._tls is None:
             return tcp
         creator = self._tls.creatorForNetloc(self._host.encode("ascii"), self._port)
-        return wrapClientTLS(creator, tcp)
+        # The TLS layer batches small writes until the next reactor turn: on
+        # the injected reactor, not the global one.
+        return wrapClientTLS(creator, tcp, clock=self._reactor)
 
 
 @implementer(IAgentEndpointFactory)

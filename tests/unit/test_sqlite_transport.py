@@ -188,6 +188,20 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
         SQLiteTransport(str(tmp_path / "x.db"), reactor=reactor)
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_corrupted_file_is_refused_at_start(opened: Opened) -> None:
+    first = opened.open()
+    await publish_many(first, 300, data=KIB)
+    await first.stop()
+    with open(opened.path, "r+b") as f:  # every page but the header page
+        size = f.seek(0, os.SEEK_END)
+        for page in range(1, size // 4096):
+            f.seek(page * 4096)
+            f.write(b"\xa5" * 4096)
+    with pytest.raises(ConfigError, match="database disk image is malformed"):
+        opened.open()
+
+
 def test_a_folder_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
     (tmp_path / "plain-file").write_text("")
     with pytest.raises(ConfigError, match="cannot create the folder"):

@@ -265,3 +265,14 @@ def test_non_web_hub_urls_are_ignored() -> None:
         }
     )
     assert found.hubs == ("https://hub.example/",)
+
+
+def test_discovery_asks_for_a_feed_first_and_the_caller_may_negotiate() -> None:
+    resource = Routes({"/feed": page(HTML)})
+    kit = Kit(resource)
+    kit.run(discover(kit.client, "http://example.com/feed"))
+    kit.run(discover(kit.client, "http://example.com/feed", accept="application/json"))
+    accepts = [headers["accept"] for _, _, headers, _ in resource.seen]
+    assert accepts[0].startswith("application/atom+xml")
+    assert accepts[:2] == [accepts[0]] * 2  # HEAD and GET ask alike (section 4.1)
+    assert accepts[2:] == ["application/json"] * 2

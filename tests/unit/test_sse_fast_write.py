@@ -136,3 +136,40 @@ class FastWriteTests(SynchronousTestCase):
             _disconnected = False
 
         self.assertFalse(send_now(Stub(), b"data: x\n\n"))
+
+
+class StreamFootprintTests(SynchronousTestCase):
+    """What an open stream keeps (see ``BoundedRequest`` and ``start_stream``)."""
+
+    def test_producer_attributes_live_in_slots(self) -> None:
+        from mercure_twisted.web._site import BoundedRequest
+        from twisted.web.test.requesthelper import DummyChannel
+
+        request = BoundedRequest(DummyChannel())
+        self.assertIsNone(request.producer)
+        request.registerProducer(_Producer(), True)
+        self.assertNotIn("producer", request.__dict__)
+        self.assertNotIn("streamingProducer", request.__dict__)
+        self.assertIsInstance(request.producer, _Producer)
+        request.unregisterProducer()
+        self.assertIsNone(request.producer)
+
+    def test_response_headers_dropped_once_sent(self) -> None:
+        case = FastWriteTests("test_private_attributes_exist")
+        case.setUp()
+        try:
+            sink = case.open_stream()
+            request = sink._request  # type: ignore[attr-defined]
+            self.assertEqual(list(request.responseHeaders.getAllRawHeaders()), [])
+            case.flush()
+            self.assertIn(b"X-Accel-Buffering: no", case.read())
+        finally:
+            case.doCleanups()
+
+
+class _Producer:
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+    def stopProducing(self) -> None: ...

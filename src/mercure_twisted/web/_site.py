@@ -47,10 +47,18 @@ class BoundedRequest(Request):
 
     body_too_large = False
     _stored = 0
-    #: When the request arrived (the site's clock), for the access log's duration.
-    started_at: float | None = None
+    # Tens of thousands of subscription requests live at once.  A request's
+    # attributes fit CPython's key-sharing instance dict only up to a
+    # point; these, set late (the producer when a stream opens), would push
+    # every open stream's dict into a private ~1.5 KB table, so they live in
+    # slots instead.
+    __slots__ = ("producer", "streamingProducer", "started_at")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.producer = None
+        self.streamingProducer = False
+        #: When the request arrived (the site's clock), for the access log's duration.
+        self.started_at: float | None = None
         super().__init__(*args, **kwargs)
         clock = getattr(getattr(self.channel, "site", None), "reactor", None)
         if clock is not None:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from ..update import encode_comment
@@ -139,3 +140,7 @@ def start_stream(request: IRequest) -> None:
     for name, value in STREAM_HEADERS:
         request.setHeader(name, value)
     request.write(OPENING)
+    if getattr(request, "startedWriting", False):
+        # The headers are on the wire and nothing reads them again: a
+        # stream that lives for hours need not keep them (~1 KB each).
+        request.responseHeaders = Headers()

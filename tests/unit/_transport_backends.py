@@ -107,9 +107,18 @@ class SQLiteBackend(Backend):
             return [row[0] for row in db.execute("SELECT id FROM updates ORDER BY seq")]
 
 
+def _redis_backend(tmp_path: Path) -> Backend:
+    # Imported here: it imports this module (Backend).  Starts a real
+    # redis-server per test (tests/redis_server.py).
+    from ._redis_backend import RedisBackend
+
+    return RedisBackend(tmp_path)
+
+
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "memory": MemoryBackend,
     "sqlite": SQLiteBackend,
+    "redis": _redis_backend,
 }
 
 

@@ -1,0 +1,237 @@
+"""One Redis connection that reconnects by itself and fails fast while it is down.
+
+txredisapi gives the protocol (RESP over Twisted, no thread, no asyncio
+reactor); the connection is kept by Twisted's own ``ClientService``, so that
+the reactor is injected, the backoff is Twisted's, and a command given while
+Redis is away fails at once with ``TransportUnavailable`` instead of waiting
+for a connection that may never come (txredisapi's pool would wait).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Awaitable, Callable
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import ssl
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+import txredisapi
+
+from ._interface import TransportUnavailable
+from ._redis_url import RedisSettings
+
+#: Reconnection backoff: quick at first (a Redis restart is back within a
+#: second), then at most every few seconds while Redis stays away.
+INITIAL_DELAY = 0.1
+MAX_DELAY = 3.0
+
+
+class Script:
+    """A Lua script, loaded on every new connection and run by its SHA1."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+def redis_endpoint(settings: RedisSettings, reactor: Any) -> IStreamClientEndpoint:
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(
+        reactor, settings.host, settings.port, timeout=settings.timeout
+    )
+    if settings.tls:
+        trust: Any = None
+        if settings.ca is not None:
+            with open(settings.ca, "rb") as f:
+                trust = ssl.Certificate.loadPEM(f.read())
+        options = ssl.optionsForClientTLS(settings.host, trustRoot=trust)
+        endpoint = wrapClientTLS(options, endpoint)
+    return endpoint
+
+
+class _ProtocolFactory(Factory):
+    """Builds txredisapi protocols, and answers the calls they make on their factory."""
+
+    isLazy = False
+    noisy = False
+
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+
+    def buildProtocol(self, addr: Any) -> txredisapi.RedisProtocol:
+        settings = self._link.settings
+        protocol = txredisapi.RedisProtocol(
+            charset=None,  # bytes in, bytes out: update data is never re-decoded
+            convertNumbers=False,  # "123" stays a string
+            password=settings.password,
+            username=settings.username,
+            dbid=settings.db,
+            replyTimeout=self._link.reply_timeout,
+        )
+        protocol.callLater = self._link.reactor.callLater  # the injected reactor
+        protocol.factory = self
+        return protocol
+
+    # txredisapi calls these when AUTH or SELECT fails (then it drops the
+    # connection, and ClientService tries again with backoff).
+    def stopTrying(self) -> None:
+        pass
+
+    def connectionError(self, why: str) -> None:
+        # ``why`` is Redis's answer (e.g. WRONGPASS), never the password.
+        self._link.log.error("redis {role} at {address}: {why}", role=self._link.role,
+                             address=self._link.settings.address, why=why)
+
+
+class RedisLink:
+    """A connection to Redis for one role (``main`` or ``reader``).
+
+    ``on_connect(protocol)`` runs on every new connection before it is used
+    (loading scripts, resuming the reader, restoring presence); if it fails,
+    the connection is dropped and tried again.  ``on_ready(protocol)`` runs
+    once it is usable.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        reactor: Any,
+        role: str,
+        *,
+        scripts: tuple[Script, ...] = (),
+        reply_timeout: float | None = None,
+        on_connect: Callable[[RedisLink], Awaitable[None]] | None = None,
+        on_ready: Callable[[RedisLink], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.role = role
+        self.reply_timeout = settings.timeout if reply_timeout is None else reply_timeout
+        self._scripts = scripts
+        self._on_connect = on_connect
+        self._on_ready = on_ready
+        self.protocol: txredisapi.RedisProtocol | None = None
+        self._preparing: txredisapi.RedisProtocol | None = None
+        self._failures = 0
+        self._backoff = backoffPolicy(initialDelay=INITIAL_DELAY, maxDelay=MAX_DELAY)
+        self._service = ClientService(
+            redis_endpoint(settings, reactor), _ProtocolFactory(self),
+            retryPolicy=self._retry, clock=reactor,
+            prepareConnection=lambda p: Deferred.fromCoroutine(self._prepare(p)),
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self.protocol is not None
+
+    def start(self) -> None:
+        self._service.startService()
+
+    def stop(self) -> Deferred[None]:
+        self.protocol = None
+        d: Deferred[None] = self._service.stopService()
+        return d
+
+    def whenConnected(self) -> Deferred[Any]:
+        return self._service.whenConnected()
+
+    # -- commands -----------------------------------------------------------
+
+    def execute(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Run one command; fails with ``TransportUnavailable`` unless it was answered."""
+        protocol = self.protocol if self.protocol is not None else self._preparing
+        return self._execute(protocol, *args, **kwargs)
+
+    def _execute(self, protocol: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        if protocol is None or not protocol.connected:
+            return fail(TransportUnavailable(f"redis {self.settings.address} is unreachable"))
+        try:
+            d: Deferred[Any] = protocol.execute_command(*args, **kwargs)
+        except txredisapi.RedisError as e:
+            return fail(TransportUnavailable(f"redis {self.settings.address}: {e}"))
+        return d.addErrback(self._unavailable)
+
+    def run(self, script: Script, keys: list[str], args: list[Any]) -> Deferred[Any]:
+        """EVALSHA ``script`` (loaded on connect; EVAL if Redis lost it since)."""
+        d = self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+        def reload(failure: Failure) -> Any:
+            if "NOSCRIPT" in str(failure.value):
+                return self.execute("EVAL", script.source, len(keys), *keys, *args)
+            return failure
+
+        return d.addErrback(reload)
+
+    def _unavailable(self, failure: Failure) -> Failure:
+        if failure.check(TransportUnavailable):
+            return failure
+        if failure.check(txredisapi.ResponseError):
+            # Redis answered, with an error (OOM, READONLY replica, ...).
+            raise TransportUnavailable(f"redis {self.settings.address}: {failure.value}")
+        if failure.check(txredisapi.RedisError, ConnectionError, OSError):
+            raise TransportUnavailable(
+                f"redis {self.settings.address}: {failure.getErrorMessage() or 'connection lost'}"
+            )
+        return failure
+
+    # -- connection life ---------------------------------------------------
+
+    def _retry(self, attempt: int) -> float:
+        delay: float = self._backoff(attempt)
+        self._failures = attempt
+        if attempt == 1 or attempt % 20 == 0:
+            self.log.warn(
+                "redis {role} connection to {address} failed (attempt {attempt}); "
+                "retrying every {delay:.1f}s at most",
+                role=self.role, address=self.settings.address, attempt=attempt,
+                delay=max(delay, MAX_DELAY),
+            )
+        return delay
+
+    async def _prepare(self, protocol: txredisapi.RedisProtocol) -> None:
+        closed: Deferred[Any] = protocol.whenDisconnected()
+        ready: Deferred[Any] = protocol.whenConnected()
+        first: Deferred[Any] = Deferred()
+        ready.addBoth(lambda r: None if first.called else first.callback(r))
+        closed.addBoth(
+            lambda r: None if first.called else first.errback(
+                TransportUnavailable("redis closed the connection during the handshake")
+            )
+        )
+        await first
+        self._preparing = protocol
+        try:
+            for script in self._scripts:
+                await self._execute(protocol, "SCRIPT", "LOAD", script.source)
+            if self._on_connect is not None:
+                await self._on_connect(self)
+        finally:
+            self._preparing = None
+        if not protocol.connected:
+            raise TransportUnavailable("redis connection lost while it was being prepared")
+        self.protocol = protocol
+        protocol.whenDisconnected().addCallback(self._lost)
+        if self._failures:
+            self.log.info(
+                "redis {role} connection to {address} restored after {failures} failed attempt(s)",
+                role=self.role, address=self.settings.address, failures=self._failures,
+            )
+        else:
+            self.log.info("redis {role} connected to {address}", role=self.role,
+                          address=self.settings.address)
+        self._failures = 0
+        if self._on_ready is not None:
+            self._on_ready(self)
+
+    def _lost(self, protocol: txredisapi.RedisProtocol) -> None:
+        if self.protocol is protocol:
+            self.protocol = None
+            if self._service.running:
+                self.log.warn("redis {role} connection to {address} lost; reconnecting",
+                              role=self.role, address=self.settings.address)

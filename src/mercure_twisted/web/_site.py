@@ -60,6 +60,12 @@ class BoundedRequest(Request):
         #: When the request arrived (the site's clock), for the access log's duration.
         self.started_at: float | None = None
         super().__init__(*args, **kwargs)
+        # The hub reads a publish body itself (``HubWeb.read_body``);
+        # twisted.web would parse every form body into ``request.args``
+        # first, through the email package's header parser (a tenth of each
+        # publish).  Private: tests/unit/test_hot_paths.py fails if it
+        # stops being honoured.
+        self._parsePOSTFormSubmission = False
         clock = getattr(getattr(self.channel, "site", None), "reactor", None)
         if clock is not None:
             self.started_at = clock.seconds()

@@ -9,7 +9,7 @@ it, ``RequestSink.write`` sends the chunk straight to the socket instead,
 as libuv's ``uv_try_write`` does for Node, and queues through twisted.web
 only what the socket did not take.  It relies on private attributes of
 ``twisted.web.http.Request`` and ``twisted.internet.tcp.Connection``;
-``tests/unit/test_sse_fast_write.py`` fails if they change, and any other
+``tests/unit/test_hot_paths.py`` fails if they change, and any other
 transport (TLS, HTTP/2, a test double) takes the ordinary path.
 """
 

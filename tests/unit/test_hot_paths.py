@@ -1,6 +1,6 @@
-"""The direct socket write of ``RequestSink`` (see ``web/_sse.py``).
+"""The hot paths' reliance on Twisted internals, and what they save.
 
-It relies on private attributes of twisted.web's ``Request`` and
+The direct socket write of ``RequestSink`` (see ``web/_sse.py``) relies on private attributes of twisted.web's ``Request`` and
 twisted.internet's TCP ``Connection``: these tests drive a real
 ``tcp.Server`` transport over a loopback TCP connection (with a memory reactor, so no
 buffered write is ever flushed behind the test's back) and fail if those
@@ -15,7 +15,7 @@ from twisted.internet import tcp
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from mercure_twisted.web._sse import RequestSink, send_now, start_stream
 
@@ -173,3 +173,29 @@ class _Producer:
     def resumeProducing(self) -> None: ...
 
     def stopProducing(self) -> None: ...
+
+
+class FormBodyTests(SynchronousTestCase):
+    """``BoundedRequest`` leaves a publish body to the hub (see ``web/_site.py``)."""
+
+    def test_twisted_still_has_the_switch(self) -> None:
+        from twisted.web.test.requesthelper import DummyChannel
+
+        self.assertIs(Request(DummyChannel())._parsePOSTFormSubmission, True)  # type: ignore[attr-defined]
+
+    def test_form_body_not_parsed_into_args(self) -> None:
+        from mercure_twisted.web._site import BoundedRequest
+        from twisted.web.test.requesthelper import DummyChannel
+
+        body = b"topic=https%3A%2F%2Fexample.com%2F1&data=x"
+        for factory, parsed in ((BoundedRequest, False), (Request, True)):
+            request = factory(DummyChannel())
+            request.process = lambda: None  # type: ignore[method-assign]
+            request.requestHeaders.setRawHeaders(
+                b"content-type", [b"application/x-www-form-urlencoded"]
+            )
+            request.gotLength(len(body))
+            request.handleContentChunk(body)
+            request.requestReceived(b"POST", b"/.well-known/mercure", b"HTTP/1.1")
+            self.assertEqual(b"topic" in request.args, parsed, factory)
+            self.assertEqual(request.content.read(), body)

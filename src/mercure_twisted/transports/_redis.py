@@ -130,20 +130,24 @@ class RedisTransport:
         history_size: int = 1000,
         history_max_age: float = 0.0,
         node: str | None = None,
+        min_stream_length: int = MIN_STREAM_LENGTH,
+        min_stream_age: float = MIN_STREAM_AGE,
     ) -> None:
         self.settings = settings
         self._reactor = reactor
         self._history_size = max(0, history_size)
         self._max_age_ms = int(history_max_age * 1000)
-        self._stream_length = max(self._history_size, MIN_STREAM_LENGTH)
+        self._stream_length = max(self._history_size, min_stream_length)
+        self._min_stream_age_ms = int(min_stream_age * 1000)
         self._keys = [settings.key("updates"), settings.key("ids"), settings.key("order")]
         self.node = node or uuid.uuid4().hex
         self._main = RedisLink(
             settings, reactor, "main", scripts=SCRIPTS, on_connect=self._main_connected,
+            client_name=f"{settings.prefix}:{self.node}:main",
         )
         self._reader = RedisLink(
             settings, reactor, "reader", on_connect=self._reader_connected,
-            on_ready=self._reader_ready,
+            on_ready=self._reader_ready, client_name=f"{settings.prefix}:{self.node}:reader",
             reply_timeout=READ_BLOCK_MS / 1000 + settings.timeout,
         )
         self.presence = RedisPresence(settings, self._main, self.node)
@@ -389,7 +393,7 @@ class RedisTransport:
     def _trim_by_age(self) -> Deferred[Any]:
         if not self._main.connected:
             return succeed(None)
-        age_ms = max(self._max_age_ms, int(MIN_STREAM_AGE * 1000))
+        age_ms = max(self._max_age_ms, self._min_stream_age_ms)
         d = self._main.run(TRIM_AGE, self._keys, [age_ms])
         return d.addErrback(self._maintenance_failed, "trim")
 

@@ -106,6 +106,7 @@ class RedisLink:
         *,
         scripts: tuple[Script, ...] = (),
         reply_timeout: float | None = None,
+        client_name: str | None = None,
         on_connect: Callable[[RedisLink], Awaitable[None]] | None = None,
         on_ready: Callable[[RedisLink], None] | None = None,
     ) -> None:
@@ -114,6 +115,7 @@ class RedisLink:
         self.role = role
         self.reply_timeout = settings.timeout if reply_timeout is None else reply_timeout
         self._scripts = scripts
+        self._client_name = client_name
         self._on_connect = on_connect
         self._on_ready = on_ready
         self.protocol: txredisapi.RedisProtocol | None = None
@@ -207,6 +209,9 @@ class RedisLink:
         await first
         self._preparing = protocol
         try:
+            if self._client_name:
+                # CLIENT LIST then tells which node and role a connection is.
+                await self._execute(protocol, "CLIENT", "SETNAME", self._client_name)
             for script in self._scripts:
                 await self._execute(protocol, "SCRIPT", "LOAD", script.source)
             if self._on_connect is not None:
@@ -215,8 +220,8 @@ class RedisLink:
             self._preparing = None
         if not protocol.connected:
             raise TransportUnavailable("redis connection lost while it was being prepared")
-        self.protocol = protocol
-        protocol.whenDisconnected().addCallback(self._lost)
+        self.protocol = protocol  # (ClientService's proxy of the txredisapi protocol)
+        protocol.whenDisconnected().addCallback(lambda _: self._lost(protocol))
         if self._failures:
             self.log.info(
                 "redis {role} connection to {address} restored after {failures} failed attempt(s)",
@@ -229,7 +234,7 @@ class RedisLink:
         if self._on_ready is not None:
             self._on_ready(self)
 
-    def _lost(self, protocol: txredisapi.RedisProtocol) -> None:
+    def _lost(self, protocol: Any) -> None:
         if self.protocol is protocol:
             self.protocol = None
             if self._service.running:

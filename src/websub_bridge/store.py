@@ -221,15 +221,30 @@ class InlineExecutor(Executor):
 
 class ThreadExecutor(Executor):
     """One dedicated thread owns the connection: the reactor never waits
-    on the disk, and statements never interleave."""
+    on the disk, and statements never interleave.
+
+    The thread starts with the first interaction (not when the service tree
+    is built) and is stopped by `close`, or at the latest when the reactor
+    shuts down, so it never keeps a process alive.
+    """
 
     def __init__(self, path: str, reactor: Any) -> None:
         self._path = path
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="websub-store")
-        self._pool.start()
+        self._started = False
         self._connection: sqlite3.Connection | None = None
         self._closed = False
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._pool.start()
+            self._reactor.addSystemEventTrigger("during", "shutdown", self._stop_pool)
+
+    def _stop_pool(self) -> None:
+        if self._pool.started:
+            self._pool.stop()
 
     def _in_thread(self, interaction: Interaction[T]) -> T:
         if self._connection is None:
@@ -239,10 +254,14 @@ class ThreadExecutor(Executor):
     def run(self, interaction: Interaction[T]) -> Deferred[T]:
         if self._closed:
             return fail(RuntimeError("the store is closed"))
+        self._start()
         return deferToThreadPool(self._reactor, self._pool, self._in_thread, interaction)
 
     def close(self) -> Deferred[None]:
         if self._closed:
+            return succeed(None)
+        if not self._started:
+            self._closed = True
             return succeed(None)
 
         def close_connection() -> None:
@@ -254,7 +273,7 @@ class ThreadExecutor(Executor):
         self._closed = True
 
         def stop_pool(result: object) -> object:
-            self._pool.stop()
+            self._stop_pool()
             return result
 
         d.addBoth(stop_pool)

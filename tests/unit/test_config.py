@@ -520,3 +520,47 @@ def test_production_example_with_environment_keys() -> None:
 def test_config_is_frozen(tmp_path: pathlib.Path) -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         load(tmp_path).heartbeat = 1  # type: ignore[misc]
+
+
+# -- the WebSub bridge's settings (validated fully by websub_bridge.config) -------
+
+
+def test_websub_table_gives_the_bridge_settings_and_keeps_the_rest_raw(tmp_path: pathlib.Path) -> None:
+    config = load(tmp_path, """
+[websub]
+public_url = "https://hub.example.com"
+allow_networks = ["10.0.0.0/8"]
+http_secret = true
+[[websub.follow]]
+topic = "https://blog.example.com/feed"
+""")
+    assert config.websub_public_url == "https://hub.example.com"
+    assert config.websub_allow_networks == ("10.0.0.0/8",)
+    assert dict(config.websub)["http_secret"] is True
+    (follow,) = config.websub["follow"]
+    assert dict(follow) == {"topic": "https://blog.example.com/feed"}
+    with pytest.raises(TypeError):
+        config.websub["http_secret"] = False  # type: ignore[index]
+
+
+def test_websub_flags_override_the_table(tmp_path: pathlib.Path) -> None:
+    config = load(
+        tmp_path, '[websub]\npublic_url = "https://a.example"\nallow_networks = ["10.0.0.0/8"]\n',
+        flags={"websub_public_url": "https://b.example", "websub_allow_networks": ("127.0.0.0/8",)},
+    )
+    assert (config.websub_public_url, config.websub_allow_networks) == ("https://b.example", ("127.0.0.0/8",))
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("websub = 1\n", "'websub' in"),
+        ("[websub]\npublic_url = 3\n", "'websub.public_url' in"),
+        ("[websub]\nallow_networks = [1]\n", "'websub.allow_networks' in"),
+        ('[websub]\npublic_url = "hub.example.com"\n', "websub_public_url must be an absolute http(s) URL"),
+    ],
+)
+def test_websub_settings_of_the_wrong_type(tmp_path: pathlib.Path, toml: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, toml)
+    assert message in str(info.value)

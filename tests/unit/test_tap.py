@@ -257,3 +257,58 @@ def test_make_service_builds_the_tree(tmp_path: pathlib.Path) -> None:
     # makeService raised the open files limit on the way.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert hard == resource.RLIM_INFINITY or soft == hard
+
+
+# -- the WebSub bridge --------------------------------------------------------------
+
+
+def test_websub_flags() -> None:
+    options = Options(environ={})
+    options.parseOptions([
+        "--websub-public-url", "http://127.0.0.1:3000",
+        "--websub-allow-network", "127.0.0.0/8", "--websub-allow-network", "::1/128",
+    ])
+    assert options.hub_config.websub_public_url == "http://127.0.0.1:3000"
+    assert options.hub_config.websub_allow_networks == ("127.0.0.0/8", "::1/128")
+    bridge = options["bridge_config"]
+    assert bridge.public_url == "http://127.0.0.1:3000"
+    assert [str(n) for n in bridge.allow_networks] == ["127.0.0.0/8", "::1/128"]
+    assert "--websub-public-url" in str(options) and "--websub-allow-network" in str(options)
+
+
+def test_no_websub_settings_no_bridge() -> None:
+    options = Options(environ={})
+    options.parseOptions([])
+    assert options["bridge_config"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--websub-allow-network", "10.0.0.0/8"), "the WebSub bridge needs a public URL"),
+        (("--websub-public-url", "http://h.example", "--websub-allow-network", "10.0.0.1/8"), "--websub-allow-network: not a network"),
+        (("--websub-public-url", "ftp://h.example"), "websub_public_url must be an absolute http(s) URL"),
+    ],
+)
+def test_websub_usage_errors(args: tuple[str, ...], message: str) -> None:
+    assert message in usage_error(*args)
+
+
+def test_make_service_with_the_bridge_mounts_websub_after_the_hub(tmp_path: pathlib.Path) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from mercure_twisted.tap import makeService
+    from websub_bridge.follow.service import FollowService
+
+    reactor = MemoryReactorClock()
+    options = Options(environ={})
+    options.parseOptions(
+        ["--dev", "--listen", "tcp:3000:interface=127.0.0.1", "--data-dir", str(tmp_path),
+         "--websub-public-url", "http://127.0.0.1:3000"]
+    )
+    top = makeService(options, reactor=reactor)
+    hub, bridge, listener = list(top)
+    # Started after the hub, stopped before it (and after the listener).
+    assert isinstance(bridge, FollowService)
+    assert listener.factory.resource._mounted(b"/websub/follows") is not None
+    assert listener.factory.resource._mounted(b"/websubx") is None

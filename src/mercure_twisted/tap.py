@@ -312,7 +312,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     startup.raise_nofile_limit()
     startup.log_config(config)
 
-    site, hub_service = build_application(config, reactor)
+    try:
+        site, hub_service = build_application(config, reactor)
+    except ConfigError as e:
+        # A transport that cannot open (a locked, corrupted or foreign SQLite
+        # file, a bad Redis URL) stops the start with one line, no traceback.
+        raise SystemExit(f"twistd mercure: {e}") from None
     bridge = options["bridge_config"] if "bridge_config" in options else None
     # Bounded graceful stop (shutdown.py); the JSON log observer, if asked,
     # is handed to twistd through the tree (the parent is twistd's options).

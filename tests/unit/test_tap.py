@@ -312,3 +312,20 @@ def test_make_service_with_the_bridge_mounts_websub_after_the_hub(tmp_path: path
     assert isinstance(bridge, FollowService)
     assert listener.factory.resource._mounted(b"/websub/follows") is not None
     assert listener.factory.resource._mounted(b"/websubx") is None
+
+
+def test_a_transport_that_cannot_open_stops_the_start_with_one_line(tmp_path: pathlib.Path) -> None:
+    """An unusable SQLite file is only found when the transport opens it,
+    inside makeService: twistd must still stop with one line, no traceback."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from mercure_twisted.tap import makeService
+
+    (tmp_path / "not-a-file.db").mkdir()
+    options = Options(environ={})
+    options.parseOptions(["--transport", f"sqlite://{tmp_path}/not-a-file.db"])
+    with pytest.raises(SystemExit) as info:
+        makeService(options, reactor=MemoryReactorClock())
+    message = str(info.value.code)
+    assert message.startswith("twistd mercure: ") and "\n" not in message
+    assert "not-a-file.db" in message

@@ -499,6 +499,9 @@ EXAMPLES = {
     and all(k.key and k.key.lstrip().startswith("-----BEGIN PUBLIC KEY") for k in c.keys),
     "cors-cookies.toml": lambda c: "*" not in c.cors_origins and c.cookie_name,
     "draft07-only.toml": lambda c: c.protocol == "0" and not c.accepts_draft08,
+    "websub-follow.toml": lambda c: c.websub_public_url == "https://hub.example.com"
+    and [dict(f)["topic"] for f in c.websub["follow"]]
+    == ["https://blog.example.com/feed.atom", "https://status.example.com/"],
 }
 
 

@@ -31,6 +31,9 @@ class MemoryTransport:
         self._size = max(0, size)
         self._log: deque[Update] = deque()
         self._first_position: dict[str, int] = {}
+        # How many updates in history carry each id: only an id stored more
+        # than once needs a scan for its next occurrence when evicted.
+        self._occurrences: dict[str, int] = {}
         self._next_position = 0
         self._dispatch: Callable[[Update], None] | None = None
         self._last_id: str | None = None
@@ -46,6 +49,7 @@ class MemoryTransport:
         if self._size:
             self._log.append(positioned)
             self._first_position.setdefault(positioned.id, positioned.position)
+            self._occurrences[positioned.id] = self._occurrences.get(positioned.id, 0) + 1
             while len(self._log) > self._size:
                 self._forget(self._log.popleft())
         if self._dispatch is not None:
@@ -53,9 +57,14 @@ class MemoryTransport:
         return succeed(positioned)
 
     def _forget(self, evicted: Update) -> None:
+        remaining = self._occurrences[evicted.id] - 1
+        if remaining == 0:
+            del self._occurrences[evicted.id]
+            del self._first_position[evicted.id]
+            return
+        self._occurrences[evicted.id] = remaining
         if self._first_position.get(evicted.id) != evicted.position:
             return
-        del self._first_position[evicted.id]
         for later in self._log:  # rare: the id was reused; keep the next one
             if later.id == evicted.id:
                 self._first_position[later.id] = later.position

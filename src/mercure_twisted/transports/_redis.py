@@ -196,7 +196,7 @@ class RedisTransport:
             waiter: Deferred[None] = Deferred()
             self._waiting_for_reader.append(waiter)
             await waiter
-        await self._main.whenConnected()
+        await self._main.when_ready()
 
     def _every(self, seconds: float, f: Callable[[], Any]) -> LoopingCall:
         loop = LoopingCall(f)

@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -74,6 +74,7 @@ class _ProtocolFactory(Factory):
         )
         protocol.callLater = self._link.reactor.callLater  # the injected reactor
         protocol.factory = self
+        self._link.connecting(protocol)
         return protocol
 
     # txredisapi calls these when AUTH or SELECT fails (then it drops the
@@ -83,17 +84,19 @@ class _ProtocolFactory(Factory):
 
     def connectionError(self, why: str) -> None:
         # ``why`` is Redis's answer (e.g. WRONGPASS), never the password.
-        self._link.log.error("redis {role} at {address}: {why}", role=self._link.role,
-                             address=self._link.settings.address, why=why)
+        self._link.refused(why)
 
 
 class RedisLink:
     """A connection to Redis for one role (``main`` or ``reader``).
 
-    ``on_connect(protocol)`` runs on every new connection before it is used
+    ``on_connect(link)`` runs on every new connection before it is used
     (loading scripts, resuming the reader, restoring presence); if it fails,
-    the connection is dropped and tried again.  ``on_ready(protocol)`` runs
-    once it is usable.
+    the connection is dropped and tried again.  ``on_ready(link)`` runs once
+    it is usable.  This preparation happens after ``ClientService`` has
+    handed the connection over (its own ``prepareConnection`` cannot cope
+    with a connection that Redis closes while it is being prepared, as on a
+    refused password).
     """
 
     log = Logger()
@@ -120,12 +123,18 @@ class RedisLink:
         self._on_ready = on_ready
         self.protocol: txredisapi.RedisProtocol | None = None
         self._preparing: txredisapi.RedisProtocol | None = None
+        self._waiting: list[Deferred[None]] = []
+        # Connections in a row that never became usable (refused password,
+        # failed preparation): ClientService counts only failed connects,
+        # so a refused login would otherwise be retried at the first delay.
+        self._rejected = 0
+        self._last_refusal: str | None = None
         self._failures = 0
+        self._stopping = False
         self._backoff = backoffPolicy(initialDelay=INITIAL_DELAY, maxDelay=MAX_DELAY)
         self._service = ClientService(
             redis_endpoint(settings, reactor), _ProtocolFactory(self),
             retryPolicy=self._retry, clock=reactor,
-            prepareConnection=lambda p: Deferred.fromCoroutine(self._prepare(p)),
         )
 
     @property
@@ -133,15 +142,22 @@ class RedisLink:
         return self.protocol is not None
 
     def start(self) -> None:
+        self._stopping = False
         self._service.startService()
 
     def stop(self) -> Deferred[None]:
+        self._stopping = True
         self.protocol = None
         d: Deferred[None] = self._service.stopService()
         return d
 
-    def whenConnected(self) -> Deferred[Any]:
-        return self._service.whenConnected()
+    def when_ready(self) -> Deferred[None]:
+        """Fires once a connection is usable (at once if one is)."""
+        if self.protocol is not None:
+            return succeed(None)
+        d: Deferred[None] = Deferred(lambda d: self._waiting.remove(d))
+        self._waiting.append(d)
+        return d
 
     # -- commands -----------------------------------------------------------
 
@@ -185,28 +201,38 @@ class RedisLink:
     # -- connection life ---------------------------------------------------
 
     def _retry(self, attempt: int) -> float:
+        attempt = max(attempt, self._rejected)
         delay: float = self._backoff(attempt)
         self._failures = attempt
         if attempt == 1 or attempt % 20 == 0:
             self.log.warn(
-                "redis {role} connection to {address} failed (attempt {attempt}); "
-                "retrying every {delay:.1f}s at most",
+                "redis {role}: connecting to {address} (attempt {attempt}), "
+                "retrying every {delay:.1f}s at most until it answers",
                 role=self.role, address=self.settings.address, attempt=attempt,
                 delay=max(delay, MAX_DELAY),
             )
         return delay
 
+    def refused(self, why: str) -> None:
+        """Redis refused the login or the database: said once, then every 20th time."""
+        if why != self._last_refusal or self._rejected % 20 == 0:
+            self.log.error("redis {role} at {address}: {why}", role=self.role,
+                           address=self.settings.address, why=why)
+        self._last_refusal = why
+
+    def connecting(self, protocol: txredisapi.RedisProtocol) -> None:
+        """Called by the factory for every new connection: prepare it, then use it."""
+        self._rejected += 1
+        Deferred.fromCoroutine(self._prepare(protocol)).addErrback(self._not_prepared, protocol)
+
     async def _prepare(self, protocol: txredisapi.RedisProtocol) -> None:
-        closed: Deferred[Any] = protocol.whenDisconnected()
-        ready: Deferred[Any] = protocol.whenConnected()
-        first: Deferred[Any] = Deferred()
-        ready.addBoth(lambda r: None if first.called else first.callback(r))
-        closed.addBoth(
-            lambda r: None if first.called else first.errback(
-                TransportUnavailable("redis closed the connection during the handshake")
-            )
-        )
-        await first
+        first: Deferred[bool] = Deferred()
+        protocol.whenConnected().addCallback(
+            lambda _: None if first.called else first.callback(True))
+        protocol.whenDisconnected().addCallback(
+            lambda _: None if first.called else first.callback(False))
+        if not await first:
+            return  # closed during AUTH/SELECT: ClientService tries again
         self._preparing = protocol
         try:
             if self._client_name:
@@ -218,9 +244,11 @@ class RedisLink:
                 await self._on_connect(self)
         finally:
             self._preparing = None
-        if not protocol.connected:
-            raise TransportUnavailable("redis connection lost while it was being prepared")
-        self.protocol = protocol  # (ClientService's proxy of the txredisapi protocol)
+        if not protocol.connected or self._stopping:
+            return
+        self.protocol = protocol
+        self._rejected = 0
+        self._last_refusal = None
         protocol.whenDisconnected().addCallback(lambda _: self._lost(protocol))
         if self._failures:
             self.log.info(
@@ -231,12 +259,22 @@ class RedisLink:
             self.log.info("redis {role} connected to {address}", role=self.role,
                           address=self.settings.address)
         self._failures = 0
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
         if self._on_ready is not None:
             self._on_ready(self)
+
+    def _not_prepared(self, failure: Failure, protocol: Any) -> None:
+        if protocol.connected:
+            self.log.warn("redis {role} connection to {address} could not be prepared: {error}",
+                          role=self.role, address=self.settings.address,
+                          error=failure.getErrorMessage())
+            protocol.transport.loseConnection()
 
     def _lost(self, protocol: Any) -> None:
         if self.protocol is protocol:
             self.protocol = None
-            if self._service.running:
+            if not self._stopping:
                 self.log.warn("redis {role} connection to {address} lost; reconnecting",
                               role=self.role, address=self.settings.address)

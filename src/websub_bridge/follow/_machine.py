@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..client import OutboundClient, OutboundError, Response
+from ..client import loggable_url as _u
 from ..config import BridgeConfig, FollowSpec
 from ..discovery import DiscoveryError, discover
 from ..feeds import FeedError, parse_entries
@@ -168,7 +169,7 @@ class Follower:
             if follow.id not in gone:
                 await self._resume(follow, now)
         for follow in leaving:
-            self.log.info("follow {topic} left the configuration: unsubscribing", topic=follow.topic)
+            self.log.info("follow {topic} left the configuration: unsubscribing", topic=_u(follow.topic))
             await self.remove(follow.id)
 
     async def _resume(self, follow: Follow, now: float) -> None:
@@ -218,7 +219,7 @@ class Follower:
             lease_seconds=spec.lease_seconds, mode=spec.mode, origin="api",
             now=self._clock.seconds(),
         )
-        self.log.info("following {topic} (follow {id})", topic=follow.topic, id=follow.id)
+        self.log.info("following {topic} (follow {id})", topic=_u(follow.topic), id=follow.id)
         self._schedule(follow.id, 0)
         return follow
 
@@ -251,7 +252,7 @@ class Follower:
             await self._store.delete_follow(follow_id)
         for callback in to_unsubscribe:
             self._start_unsubscribe(callback)
-        self.log.info("unfollowing {topic} (follow {id})", topic=follow.topic, id=follow_id)
+        self.log.info("unfollowing {topic} (follow {id})", topic=_u(follow.topic), id=follow_id)
         return attrs.evolve(follow, state="unsubscribing")
 
     # -- timers ---------------------------------------------------------
@@ -308,7 +309,7 @@ class Follower:
                     if callback.mode == "subscribe":
                         await self._store.delete_callback(callback.token)
                 follow = await self._store.update_follow(follow_id, state="pending") or follow
-                self.log.warn("the lease of {topic} expired before it was renewed", topic=follow.topic)
+                self.log.warn("the lease of {topic} expired before it was renewed", topic=_u(follow.topic))
             await self._subscribe(follow)
         finally:
             self._busy.discard(follow_id)
@@ -317,10 +318,10 @@ class Follower:
         try:
             discovery = await discover(self._client, follow.topic)
         except (DiscoveryError, GuardError, OutboundError) as e:
-            await self._failed(follow, f"discovery of {follow.topic} failed: {e}", None)
+            await self._failed(follow, f"discovery of {_u(follow.topic)} failed: {e}", None)
             return
         if not discovery.hubs:
-            await self._failed(follow, f"{follow.topic} advertises no WebSub hub", None)
+            await self._failed(follow, f"{_u(follow.topic)} advertises no WebSub hub", None)
             return
         hub_url = discovery.hubs[0]
         topic = discovery.self_url or follow.topic
@@ -333,7 +334,7 @@ class Follower:
             follow.id, hub_url=hub_url, self_url=topic, content_type=discovery.content_type
         ) or follow
         await self._store.add_callback(
-            Callback(token=token, follow_id=follow.id, hub_url=hub_url, topic=topic,
+            Callback(token=token, follow_id=follow.id, hub_url=hub_url, topic=_u(topic),
                      secret=secret, mode="subscribe", status="pending", created_at=now)
         )
         fields = [
@@ -347,13 +348,13 @@ class Follower:
         if secret is not None:
             fields.append(("hub.secret", secret))
         self.log.info(
-            "subscribing to {topic} at {hub} (follow {id})", topic=topic, hub=hub_url, id=follow.id
+            "subscribing to {topic} at {hub} (follow {id})", topic=_u(topic), hub=_u(hub_url), id=follow.id
         )
         try:
             response, final_hub = await self._post(hub_url, fields, secret is not None)
         except (GuardError, OutboundError) as e:
             await self._drop_if_pending(token)
-            await self._failed(follow, f"subscription request to {hub_url} failed: {e}", None)
+            await self._failed(follow, f"subscription request to {_u(hub_url)} failed: {e}", None)
             return
         if final_hub != hub_url:
             await self._store.update_callback(token, hub_url=final_hub)
@@ -367,7 +368,7 @@ class Follower:
                 self._schedule(follow.id, VERIFICATION_TIMEOUT)
             return
         await self._drop_if_pending(token)
-        reason = f"{final_hub} answered {response.status}"
+        reason = f"{_u(final_hub)} answered {response.status}"
         snippet = _snippet(response.body)
         if snippet:
             reason += f": {snippet}"
@@ -390,7 +391,7 @@ class Follower:
             target = urljoin(url, location[0].decode("latin-1").strip())
             if carries_secret and urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
                 raise GuardError("the hub redirected a request carrying hub.secret from https to http")
-            self.log.info("hub {hub} redirected to {target}", hub=url, target=target)
+            self.log.info("hub {hub} redirected to {target}", hub=_u(url), target=_u(target))
             url = target
         raise OutboundError(f"more than {MAX_HUB_REDIRECTS} redirects from the hub")
 
@@ -423,7 +424,7 @@ class Follower:
 
     def _start_unsubscribe(self, callback: Callback, attempt: int = 0) -> None:
         self._unsubscribe_timers.pop(callback.token, None)
-        self._track(self._unsubscribe(callback, attempt), "unsubscription from {hub}", hub=callback.hub_url)
+        self._track(self._unsubscribe(callback, attempt), "unsubscription from {hub}", hub=_u(callback.hub_url))
 
     async def _unsubscribe(self, callback: Callback, attempt: int) -> None:
         if not self.running:
@@ -437,13 +438,13 @@ class Follower:
         try:
             response, _ = await self._post(callback.hub_url, fields, False)
         except (GuardError, OutboundError) as e:
-            self.log.warn("unsubscription from {hub} failed: {error}", hub=callback.hub_url, error=str(e))
+            self.log.warn("unsubscription from {hub} failed: {error}", hub=_u(callback.hub_url), error=str(e))
         else:
             if 200 <= response.status < 300:
                 self._later(callback.token, VERIFICATION_TIMEOUT, self._forget, callback.token)
                 return
             self.log.warn(
-                "unsubscription from {hub}: answered {status}", hub=callback.hub_url, status=response.status
+                "unsubscription from {hub}: answered {status}", hub=_u(callback.hub_url), status=response.status
             )
             retry_after = retry_after_seconds(response, self._wall())
         if attempt + 1 >= UNSUBSCRIBE_ATTEMPTS:
@@ -484,7 +485,7 @@ class Follower:
             and not await self._store.callbacks(follow.id)
         ):
             await self._store.delete_follow(follow.id)
-            self.log.info("unfollowed {topic}", topic=follow.topic)
+            self.log.info("unfollowed {topic}", topic=_u(follow.topic))
 
     # -- callback requests -----------------------------------------------
 
@@ -514,7 +515,7 @@ class Follower:
             return Answer(404, f"no pending {mode} request of this topic on this callback")
         if mode == "unsubscribe":
             await self._forget(token)
-            self.log.info("unsubscription from {topic} verified", topic=callback.topic)
+            self.log.info("unsubscription from {topic} verified", topic=_u(callback.topic))
             return Answer(200, challenge, exact=True)
         follow = await self._store.follow(callback.follow_id)
         if follow is None or follow.state == "unsubscribing":
@@ -531,7 +532,7 @@ class Follower:
         await self._store.update_callback(token, created_at=now)
         self.log.info(
             "subscription to {topic} verified by {hub}, lease {lease}s",
-            topic=callback.topic, hub=callback.hub_url, lease=lease,
+            topic=_u(callback.topic), hub=_u(callback.hub_url), lease=lease,
         )
         return Answer(200, challenge, exact=True)
 
@@ -557,7 +558,7 @@ class Follower:
                 await self._store.delete_callback(other.token)
         text = (reason or "no reason given")[:500]
         await self._store.update_follow(follow.id, state="denied", denial_reason=text)
-        self.log.warn("the hub denied the subscription to {topic}: {reason}", topic=callback.topic, reason=text)
+        self.log.warn("the hub denied the subscription to {topic}: {reason}", topic=_u(callback.topic), reason=text)
         return Answer(200, "denial noted")
 
     async def delivery(
@@ -587,7 +588,7 @@ class Follower:
                 return Answer(400, "X-Hub-Signature: use one of " + ", ".join(ALGORITHMS))
             if check is not SignatureCheck.VALID:
                 # Section 7.1.2: ignored, yet acknowledged (no oracle for forgers).
-                self.log.warn("a delivery for {topic} failed its signature check: ignored", topic=follow.topic)
+                self.log.warn("a delivery for {topic} failed its signature check: ignored", topic=_u(follow.topic))
                 return Answer(202, "accepted")
         lock = self._locks.setdefault(follow.id, DeferredLock())
         await lock.acquire()
@@ -625,7 +626,7 @@ class Follower:
             if text is None:
                 return Answer(415, "the content is not text in its declared charset (default UTF-8)")
             await self._port.publish([topic], text, private=follow.private)
-            self.log.info("a delivery of {topic} published ({size} bytes)", topic=follow.topic, size=len(body))
+            self.log.info("a delivery of {topic} published ({size} bytes)", topic=_u(follow.topic), size=len(body))
             return Answer(202, "accepted")
         except HubUnavailable as e:
             return Answer(503, f"the update could not be stored: {e}")

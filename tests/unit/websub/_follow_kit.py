@@ -18,15 +18,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import attrs
+import pytest
 import treq
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet import defer, task
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -254,3 +256,20 @@ class Kit:
         callback = self.world.hub_posts[-1]["hub.callback"]
         assert self.verify(callback) == (200, b"chal-1234")
         return callback
+
+
+@pytest.fixture
+def no_failures() -> Iterator[list[Any]]:
+    """Fails the test if anything logged a failure (a crashed timer, a lost task)."""
+    failures: list[Any] = []
+
+    def observe(event: Any) -> None:
+        if event.get("log_failure") is not None:
+            failures.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield failures
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert not failures, [formatEvent(e) + "\n" + e["log_failure"].getTraceback() for e in failures]

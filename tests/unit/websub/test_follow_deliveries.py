@@ -9,7 +9,10 @@ import pytest
 
 from websub_bridge.config import FollowSpec
 
+from ._follow_kit import no_failures  # noqa: F401 - the fixture
 from ._follow_kit import HUB_HTTPS, PUBLIC, TOPIC, Kit, World, atom, sign
+
+pytestmark = pytest.mark.usefixtures("no_failures")
 
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
 

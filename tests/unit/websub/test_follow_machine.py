@@ -11,7 +11,10 @@ from websub_bridge.config import FollowSpec
 from websub_bridge.follow import backoff_delay
 from websub_bridge.follow._machine import BACKOFF_BASE, RENEW_FRACTION, VERIFICATION_TIMEOUT
 
+from ._follow_kit import no_failures  # noqa: F401 - the fixture
 from ._follow_kit import HUB_HTTPS, PUBLIC, TOPIC, HubAnswer, Kit, World
+
+pytestmark = pytest.mark.usefixtures("no_failures")
 
 CALLBACK_PREFIX = PUBLIC + "/websub/callback/"
 

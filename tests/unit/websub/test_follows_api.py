@@ -10,7 +10,10 @@ import pytest
 
 from tests.unit._web import draft08_token
 
+from ._follow_kit import no_failures  # noqa: F401 - the fixture
 from ._follow_kit import MERCURE_HUB, TOPIC, Kit, draft07_token
+
+pytestmark = pytest.mark.usefixtures("no_failures")
 
 OTHER = "http://pub.example/other"
 

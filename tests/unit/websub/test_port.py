@@ -11,7 +11,10 @@ from mercure_twisted.transports import TransportUnavailable
 from websub_bridge.config import FollowSpec
 from websub_bridge.port import mercure_id, topic_problem
 
+from ._follow_kit import no_failures  # noqa: F401 - the fixture
 from ._follow_kit import MERCURE_HUB, TOPIC, Kit, atom
+
+pytestmark = pytest.mark.usefixtures("no_failures")
 
 
 @pytest.mark.parametrize("entry_id", ["urn:uuid:1", "https://blog.example/p/1", "tag:x,2026:1"])

@@ -502,6 +502,9 @@ EXAMPLES = {
     "websub-follow.toml": lambda c: c.websub_public_url == "https://hub.example.com"
     and [dict(f)["topic"] for f in c.websub["follow"]]
     == ["https://blog.example.com/feed.atom", "https://status.example.com/"],
+    # (its transport URL and listener are parsed in test_redis_transport.py)
+    "cluster.toml": lambda c: c.transport.startswith("redis://127.0.0.1:6379/0?")
+    and c.listen == ("reuseport:3000:interface=127.0.0.1",) and c.subscriptions,
 }
 
 

@@ -411,3 +411,19 @@ async def test_a_foreign_stream_entry_is_skipped_not_fatal(nodes: Nodes) -> None
     await wait_until(lambda: len(dispatched) == 1, "the good update")
     assert ids(dispatched) == ["good"]
     assert ids((await transport.history("earliest")).updates) == ["good"]
+
+
+# -- the example ------------------------------------------------------------------------
+
+
+def test_the_cluster_example_names_a_redis_and_a_shared_port_that_work() -> None:
+    from twisted.internet.endpoints import serverFromString
+
+    from mercure_twisted.config import load_config
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "cluster.toml"
+    config = load_config(flags={}, environ={}, toml_path=str(conf))
+    settings = parse_redis_url(config.transport)
+    assert (settings.prefix, settings.presence_ttl) == ("mercure", 30.0)
+    (listen,) = config.listen
+    assert type(serverFromString(reactor, listen)).__name__ == "ReusePortEndpoint"

@@ -72,10 +72,14 @@ class HubResource(Resource):
             register_capability_prefix(capability)
 
     def _mounted(self, path: bytes) -> IResource | None:
+        """The resource of the longest mounted prefix of ``path`` (so that
+        ``/websub/hub`` can be mounted beside ``/websub``)."""
+        found: IResource | None = None
+        longest = -1
         for prefix, resource in self._mounts.items():
-            if path == prefix or path.startswith(prefix + b"/"):
-                return resource
-        return None
+            if (path == prefix or path.startswith(prefix + b"/")) and len(prefix) > longest:
+                found, longest = resource, len(prefix)
+        return found
 
     def render(self, request: IRequest) -> object:
         if request.path == _SUBSCRIBE_PATH and request.method in _SUBSCRIBE_METHODS:

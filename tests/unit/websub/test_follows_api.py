@@ -190,3 +190,17 @@ def test_callbacks_answer_only_get_and_post(kit: Kit) -> None:
     assert status == 405
     status, _, _ = kit.call("GET", "http://bridge.example/websub/nothing")
     assert status == 404
+
+
+def test_a_longer_mounted_prefix_wins(kit: Kit) -> None:
+    from twisted.web.resource import Resource
+
+    class Other(Resource):
+        isLeaf = True
+
+        def render(self, request: Any) -> bytes:
+            return b"other"
+
+    kit.site.resource.mount("/websub/hub", Other())
+    assert kit.call("POST", "http://bridge.example/websub/hub")[:2] == (200, b"other")
+    assert kit.api("GET", "/websub/follows")[0] == 401  # still the bridge

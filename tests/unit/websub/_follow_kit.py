@@ -100,7 +100,8 @@ class World(Resource):
         if path == "/feed" and method in ("GET", "HEAD"):
             self.requests.append((method, path, {}))
             request.setHeader(b"content-type", b"application/atom+xml")
-            request.responseHeaders.addRawHeader(b"link", f'<{self.hub_url}>; rel="hub"'.encode())
+            if self.hub_url:
+                request.responseHeaders.addRawHeader(b"link", f'<{self.hub_url}>; rel="hub"'.encode())
             request.responseHeaders.addRawHeader(b"link", f'<{TOPIC}>; rel="self"'.encode())
             return self.feed
         if path in ("/hub", "/hub2") and method == "POST":

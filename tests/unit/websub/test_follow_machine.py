@@ -305,3 +305,53 @@ def test_a_follow_removed_from_the_configuration_is_unsubscribed_at_start(tmp_pa
     (post,) = world.hub_posts
     assert (post["hub.mode"], post["hub.callback"]) == ("unsubscribe", callback)
     assert again.follow().state == "unsubscribing"
+
+
+def test_a_request_pending_at_a_restart_is_asked_again(tmp_path: Path) -> None:
+    db = tmp_path / "websub.db"
+    kit = Kit(db)
+    stale = kit.world.hub_posts[0]["hub.callback"]
+    kit.stop()
+    world = World()
+    again = Kit(db, world=world, clock=kit.clock)
+    (post,) = world.hub_posts
+    assert post["hub.mode"] == "subscribe" and post["hub.callback"] != stale
+    assert again.verify(stale)[0] == 404
+
+
+def test_an_unsubscription_pending_at_a_restart_is_sent_again(tmp_path: Path) -> None:
+    db = tmp_path / "websub.db"
+    kit = Kit(db, follows=())
+    kit.run(kit.follower.add(FollowSpec(topic=TOPIC)))
+    kit.advance(0)
+    callback = kit.subscribed()
+    kit.run(kit.follower.remove(kit.follow().id))
+    kit.stop()
+    world = World()
+    again = Kit(db, world=world, follows=(), clock=kit.clock)
+    (post,) = world.hub_posts
+    assert (post["hub.mode"], post["hub.callback"]) == ("unsubscribe", callback)
+    assert again.verify(callback, mode="unsubscribe") == (200, b"chal-1234")
+    assert again.follows() == []
+
+
+def test_a_topic_without_a_hub_is_retried_with_backoff(tmp_path: Path) -> None:
+    world = World()
+    world.hub_url = ""
+    kit = Kit(tmp_path / "n.db", world=world)
+    follow = kit.follow()
+    assert follow.attempts == 1 and follow.last_error is not None
+    assert "hub" in follow.last_error
+    assert world.hub_posts == []
+    heads = len(world.requests)
+    kit.advance(BACKOFF_BASE)
+    assert len(world.requests) > heads  # discovered again
+
+
+def test_a_redirect_from_an_https_hub_to_http_never_carries_the_secret(tmp_path: Path) -> None:
+    world = World(HUB_HTTPS)
+    world.answers = [HubAnswer(307, {"Location": "http://hub.example/hub2"})]
+    kit = Kit(tmp_path / "s.db", world=world)
+    assert [p["_path"] for p in world.hub_posts] == ["/hub"]
+    assert "https to http" in (kit.follow().last_error or "")
+    assert kit.callbacks() == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -93,16 +94,26 @@ class RedisReplyError(Exception):
 class RedisServer:
     """One ``redis-server`` process; ``start()``, ``stop()``, ``start()`` again."""
 
-    def __init__(self, directory: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        password: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``tls=(certificate, key)``: TLS only, on ``port`` (clients need no certificate)."""
         self.directory = directory
         self.port = port or _free_port()
         self.password = password
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / "redis.log"
 
     def url(self, db: int = 0, query: str = "") -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}localhost:{self.port}/{db}" + (f"?{query}" if query else "")
         return f"redis://{auth}127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
 
     def start(self) -> RedisServer:
@@ -111,6 +122,12 @@ class RedisServer:
             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
             "--logfile", str(self.log_path),
         ]
+        if self.tls:
+            certificate, key = self.tls
+            command += [
+                "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(certificate),
+                "--tls-key-file", str(key), "--tls-auth-clients", "no",
+            ]
         if self.password:
             command += ["--requirepass", self.password]
         self.proc = subprocess.Popen(
@@ -151,7 +168,13 @@ class RedisServer:
 
     def command(self, *args: Any) -> Any:
         """Run one command on a fresh connection and return its decoded reply."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5.0) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5.0) as plain:
+            sock = plain
+            if self.tls:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE  # the test's own server
+                sock = context.wrap_socket(plain)
             reader = _Reader(sock)
             if self.password:
                 sock.sendall(_encode("AUTH", self.password))

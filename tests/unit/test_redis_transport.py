@@ -427,3 +427,62 @@ def test_the_cluster_example_names_a_redis_and_a_shared_port_that_work() -> None
     assert (settings.prefix, settings.presence_ttl) == ("mercure", 30.0)
     (listen,) = config.listen
     assert type(serverFromString(reactor, listen)).__name__ == "ReusePortEndpoint"
+
+
+# -- TLS (rediss://) ----------------------------------------------------------------------
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost`` (and 127.0.0.1) and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest_twisted.ensureDeferred
+async def test_rediss_with_a_pinned_ca(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path / "tls")
+    server = RedisServer(tmp_path / "tls-redis", tls=(cert, key)).start()
+    try:
+        trusted = RedisTransport(parse_redis_url(server.url(query=f"ca={cert}")), reactor=reactor)
+        dispatched: list[Update] = []
+        await trusted.start(dispatched.append)
+        await trusted.publish(update("over TLS"))
+        await wait_until(lambda: ids(dispatched) == ["over TLS"], "the dispatch over TLS")
+        await trusted.stop()
+        # Without the CA, the system's trust refuses the certificate: the
+        # node runs but refuses publishes, as when Redis is unreachable.
+        untrusted = RedisTransport(parse_redis_url(server.url(query="timeout=0.5")),
+                                   reactor=reactor)
+        await untrusted.start(lambda u: None)
+        with pytest.raises(TransportUnavailable):
+            await untrusted.publish(update("refused"))
+        await untrusted.stop()
+    finally:
+        server.stop()

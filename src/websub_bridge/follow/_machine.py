@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import email.utils
 import secrets
-import time as _time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -372,12 +371,7 @@ class Follower:
         snippet = _snippet(response.body)
         if snippet:
             reason += f": {snippet}"
-        await self._failed(follow, reason, retry_after_seconds(response, self._wall()))
-
-    def _wall(self) -> float:
-        seconds = self._clock.seconds()
-        # A test's Clock starts at 0: HTTP dates are read against real time then.
-        return seconds if seconds > 1e9 else _time.time()
+        await self._failed(follow, reason, retry_after_seconds(response, self._clock.seconds()))
 
     async def _post(
         self, url: str, fields: Sequence[tuple[str, str]], carries_secret: bool
@@ -446,7 +440,7 @@ class Follower:
             self.log.warn(
                 "unsubscription from {hub}: answered {status}", hub=_u(callback.hub_url), status=response.status
             )
-            retry_after = retry_after_seconds(response, self._wall())
+            retry_after = retry_after_seconds(response, self._clock.seconds())
         if attempt + 1 >= UNSUBSCRIBE_ATTEMPTS:
             await self._forget(callback.token)
             return

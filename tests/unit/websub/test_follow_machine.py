@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from twisted.internet import task
 
 from websub_bridge.config import FollowSpec
 from websub_bridge.follow import backoff_delay
@@ -355,3 +356,17 @@ def test_a_redirect_from_an_https_hub_to_http_never_carries_the_secret(tmp_path:
     assert [p["_path"] for p in world.hub_posts] == ["/hub"]
     assert "https to http" in (kit.follow().last_error or "")
     assert kit.callbacks() == []
+
+
+def test_retry_after_as_an_http_date(tmp_path: Path) -> None:
+    import email.utils
+
+    clock = task.Clock()
+    clock.advance(1_800_000_000)
+    world = World()
+    world.answers = [HubAnswer(503, {"Retry-After": email.utils.formatdate(1_800_000_000 + 300, usegmt=True)})]
+    kit = Kit(tmp_path / "d.db", world=world, clock=clock)
+    kit.advance(299)
+    assert len(world.hub_posts) == 1
+    kit.advance(1)
+    assert len(world.hub_posts) == 2

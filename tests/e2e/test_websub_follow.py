@@ -88,9 +88,10 @@ class FlaskHub:
         assert response.status_code == 201
         return response.text
 
-    def publish(self) -> None:
+    def publish(self, topic: str | None = None) -> None:
         response = httpx.post(
-            self.base + "/hub", data={"hub.mode": "publish", "hub.topic": self.feed}, timeout=15
+            self.base + "/hub", data={"hub.mode": "publish", "hub.topic": topic or self.feed},
+            timeout=15,
         )
         assert response.status_code == 202, response.text
 
@@ -119,11 +120,14 @@ def flask_hub(tmp_path: Path) -> Iterator[FlaskHub]:
 class Subscriber:
     """An SSE subscriber on the Mercure hub, read by a background thread."""
 
-    def __init__(self, url: str, topic: str, token: str) -> None:
+    def __init__(self, url: str, topic: str, token: str, last_event_id: str | None = None) -> None:
         self.events: list[ServerSentEvent] = []
+        self._headers = {"Authorization": f"Bearer {token}"}
+        if last_event_id is not None:
+            self._headers["Last-Event-ID"] = last_event_id
         self.opened = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=None))
-        self._url, self._topic, self._token = url, topic, token
+        self._url, self._topic = url, topic
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
         assert self.opened.wait(WAIT), "the SSE stream did not open"
@@ -132,7 +136,7 @@ class Subscriber:
         try:
             with connect_sse(
                 self._client, "GET", self._url, params={"topic": self._topic},
-                headers={"Authorization": f"Bearer {self._token}"},
+                headers=self._headers,
             ) as source:
                 self.opened.set()
                 for event in source.iter_sse():
@@ -205,3 +209,87 @@ def test_a_followed_feed_reaches_an_sse_subscriber_and_removal_unsubscribes(
     assert "/websub/callback/REDACTED" in log
     assert callback.rsplit("/", 1)[1] not in log
     assert secret not in log
+
+
+def start_bridge(start_hub: StartHub, tmp_path: Path, flask_hub: FlaskHub, port: int) -> Any:
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        "[websub]\n"
+        "http_secret = true\n"
+        "[[websub.follow]]\n"
+        f'topic = "{flask_hub.feed}"\n'
+        'mode = "entries"\n'
+    )
+    return start_hub(
+        *KEY_FLAGS, "--config", str(config),
+        "--websub-public-url", f"http://127.0.0.1:{port}", "--websub-allow-network", "127.0.0.0/8",
+        port=port,
+    )
+
+
+def test_a_restart_keeps_the_subscription_and_publishes_no_entry_twice(
+    start_hub: StartHub, flask_hub: FlaskHub, tmp_path: Path
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    hub = start_bridge(start_hub, tmp_path, flask_hub, port)
+    api = httpx.Client(
+        base_url=public, headers={"Authorization": f"Bearer {draft07_token(publish=['*'])}"}, timeout=5
+    )
+    until(lambda: [f for f in api.get("/websub/follows").json()["follows"] if f["state"] == "active"],
+          "an active follow")
+    first = flask_hub.add_entry("before the restart")
+    subscriber = Subscriber(hub.url, flask_hub.feed, draft07_token(subscribe=["*"]))
+    try:
+        flask_hub.publish()
+        until(lambda: len(subscriber.events) >= 1, "the first entry")
+    finally:
+        subscriber.close()
+    (subscription,) = flask_hub.subscriptions()
+    assert hub.terminate() == 0
+    api.close()
+
+    hub = start_bridge(start_hub, tmp_path, flask_hub, port)
+    # The same subscription: nothing was asked again of the hub.
+    assert flask_hub.subscriptions() == [subscription]
+    # Replaying from the first entry: had it been re-published, it would be here.
+    subscriber = Subscriber(hub.url, flask_hub.feed, draft07_token(subscribe=["*"]), last_event_id=first)
+    try:
+        second = flask_hub.add_entry("after the restart")
+        flask_hub.publish()  # the feed holds both entries: only the new one is published
+        until(lambda: len(subscriber.events) >= 1, "the entry published after the restart")
+        assert [e.id for e in subscriber.events] == [second]
+    finally:
+        subscriber.close()
+
+
+def test_a_document_follow_added_with_the_api_publishes_private_updates(
+    start_hub: StartHub, flask_hub: FlaskHub, tmp_path: Path
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    hub = start_hub(
+        *KEY_FLAGS, "--websub-public-url", public, "--websub-allow-network", "127.0.0.0/8", port=port
+    )
+    target = "https://app.example/status"
+    api = httpx.Client(
+        base_url=public, headers={"Authorization": f"Bearer {draft07_token(publish=[target])}"}, timeout=5
+    )
+    response = api.post("/websub/follows", json={
+        "topic": flask_hub.base + "/status", "mercure_topic": target, "private": True,
+    })
+    assert response.status_code == 201, response.text
+    follow_id = response.json()["id"]
+    until(lambda: api.get(f"/websub/follows/{follow_id}").json()["state"] == "active", "an active follow")
+    (( _, _, secret),) = flask_hub.subscriptions()
+    assert secret is None  # an http hub and no http_secret: no secret sent
+
+    allowed = Subscriber(hub.url, target, draft07_token(subscribe=[target]))
+    try:
+        httpx.post(flask_hub.base + "/status", data={"text": "degraded"}, timeout=5)
+        flask_hub.publish(flask_hub.base + "/status")
+        until(lambda: allowed.events, "the private update")
+        (event,) = allowed.events
+        assert event.data == "degraded"
+    finally:
+        allowed.close()

@@ -13,6 +13,8 @@ Run by ``tests/e2e/test_websub_follow.py`` in a subprocess, on loopback:
   decorator (``Link: <...>; rel="self", <...>; rel="hub"``).
 * ``POST /entries`` (form ``title``): adds an entry to the feed (the test's
   way to change the topic before it asks the hub to publish).
+* ``GET /status``: a plain-text document, also a WebSub topic;
+  ``POST /status`` (form ``text``) changes it.
 
 The hub's subscriptions live in the SQLite file ``DATABASE`` (table
 ``hub``), which the test reads to see what the hub holds.
@@ -61,6 +63,20 @@ def build(port: int, database: str) -> Flask:
             f"{items}</feed>"
         )
         return Response(body, content_type="application/atom+xml")
+
+    status = {"text": "all systems go"}
+
+    @app.route("/status")
+    @publisher(self_url=base + "/status", hub_url=base + "/hub")
+    def status_page() -> Response:
+        with lock:
+            return Response(status["text"], content_type="text/plain; charset=utf-8")
+
+    @app.route("/status", methods=["POST"])
+    def set_status() -> tuple[str, int]:
+        with lock:
+            status["text"] = request.form["text"]
+        return "", 204
 
     @app.route("/entries", methods=["POST"])
     def add_entry() -> tuple[str, int]:

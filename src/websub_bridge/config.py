@@ -57,6 +57,8 @@ class BridgeConfig:
     lease_seconds: int | None = None
     #: Feed entry ids remembered per follow (``mode = "entries"``).
     max_seen_entries: int = 10_000
+    #: Follows the API may add (each one makes the bridge send requests out).
+    max_follows: int = 1000
     follows: tuple[FollowSpec, ...] = ()
 
     @property
@@ -65,7 +67,10 @@ class BridgeConfig:
 
 
 _TOP_KEYS = frozenset(
-    {"http_secret", "max_body_size", "request_timeout", "lease_seconds", "max_seen_entries", "follow"}
+    {
+        "http_secret", "max_body_size", "request_timeout", "lease_seconds",
+        "max_seen_entries", "max_follows", "follow",
+    }
 )
 _FOLLOW_KEYS = frozenset({"topic", "mercure_topic", "private", "lease_seconds", "mode"})
 
@@ -180,5 +185,6 @@ def bridge_config(config: HubConfig) -> BridgeConfig | None:
         request_timeout=float(timeout),
         lease_seconds=lease,
         max_seen_entries=_positive_int(table, "max_seen_entries", 10_000),
+        max_follows=_positive_int(table, "max_follows", 1000),
         follows=tuple(follows),
     )

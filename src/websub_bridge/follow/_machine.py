@@ -50,6 +50,7 @@ __all__ = [
     "VERIFICATION_TIMEOUT",
     "Answer",
     "Follower",
+    "TooManyFollows",
     "backoff_delay",
     "retry_after_seconds",
 ]
@@ -70,6 +71,10 @@ UNSUBSCRIBE_ATTEMPTS = 5
 #: Lease assumed when a hub verifies a subscription without ``hub.lease_seconds``
 #: and we asked none: short, so that we renew early rather than lose it.
 ASSUMED_LEASE = 86400
+
+
+class TooManyFollows(Exception):
+    """The bridge follows ``max_follows`` topics already."""
 
 
 @attrs.frozen
@@ -212,7 +217,9 @@ class Follower:
     # -- the API's operations ------------------------------------------
 
     async def add(self, spec: FollowSpec) -> Follow:
-        """Follow ``spec.topic`` (raises `DuplicateFollow`)."""
+        """Follow ``spec.topic`` (raises `DuplicateFollow`, `TooManyFollows`)."""
+        if len(await self._store.follows()) >= self._config.max_follows:
+            raise TooManyFollows(self._config.max_follows)
         follow = await self._store.add_follow(
             topic=spec.topic, mercure_topic=spec.mercure_topic, private=spec.private,
             lease_seconds=spec.lease_seconds, mode=spec.mode, origin="api",

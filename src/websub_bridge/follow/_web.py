@@ -29,7 +29,7 @@ from twisted.web.server import NOT_DONE_YET
 from ..config import FollowSpec, follow_spec
 from ..port import IHubPort, NotAuthorized
 from ..store import DuplicateFollow, Follow
-from ._machine import Answer, Follower
+from ._machine import Answer, Follower, TooManyFollows
 
 __all__ = ["BridgeResource", "follow_document"]
 
@@ -274,6 +274,10 @@ class BridgeResource(Resource):
             follow = await self._follower.add(spec)
         except DuplicateFollow:
             raise _Refused(409, f"{spec.topic} is already followed") from None
+        except TooManyFollows as e:
+            raise _Refused(
+                409, f"the bridge follows its maximum of {e} topics already (websub.max_follows)"
+            ) from None
         return _json(201, follow_document(follow))
 
     def _spec(self, request: IRequest) -> FollowSpec:

@@ -32,6 +32,7 @@ max_body_size = 4096
 request_timeout = 2.5
 lease_seconds = 86400
 max_seen_entries = 50
+max_follows = 7
 
 [[websub.follow]]
 topic = "https://blog.example.com/feed"
@@ -51,6 +52,7 @@ mode = "entries"
         request_timeout=2.5,
         lease_seconds=86400,
         max_seen_entries=50,
+        max_follows=7,
         follows=(
             FollowSpec(topic="https://blog.example.com/feed"),
             FollowSpec(

@@ -204,3 +204,12 @@ def test_a_longer_mounted_prefix_wins(kit: Kit) -> None:
     kit.site.resource.mount("/websub/hub", Other())
     assert kit.call("POST", "http://bridge.example/websub/hub")[:2] == (200, b"other")
     assert kit.api("GET", "/websub/follows")[0] == 401  # still the bridge
+
+
+def test_the_api_adds_at_most_max_follows(tmp_path: Path) -> None:
+    kit = Kit(tmp_path / "websub.db", follows=(), max_follows=1)
+    token = draft07_token(publish=["*"])
+    assert add(kit, token, {"topic": TOPIC})[0] == 201
+    status, body = add(kit, token, {"topic": OTHER})
+    assert status == 409 and "max_follows" in body
+    assert [f.topic for f in kit.follows()] == [TOPIC]

@@ -62,6 +62,8 @@ BACKOFF_BASE = 5.0
 BACKOFF_CAP = 3600.0
 #: The longest ``Retry-After`` honoured (a day).
 RETRY_AFTER_CAP = 86400.0
+#: Seconds before a timer that fell due during another attempt fires again.
+BUSY_RETRY = 1.0
 #: How long a hub may take to verify a request it accepted.
 VERIFICATION_TIMEOUT = 600.0
 #: 307/308 hops followed on a subscription request.
@@ -293,6 +295,9 @@ class Follower:
 
     async def _attempt(self, follow_id: int) -> None:
         if follow_id in self._busy:
+            # A timer that fell due while a request of this follow is out
+            # (a very short lease): look again once that request is over.
+            self._schedule(follow_id, BUSY_RETRY)
             return
         self._busy.add(follow_id)
         try:

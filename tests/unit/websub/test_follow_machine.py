@@ -370,3 +370,17 @@ def test_retry_after_as_an_http_date(tmp_path: Path) -> None:
     assert len(world.hub_posts) == 1
     kit.advance(1)
     assert len(world.hub_posts) == 2
+
+
+def test_a_renewal_due_while_the_request_is_still_out_is_not_lost(tmp_path: Path) -> None:
+    world = World()
+    world.hold = True
+    kit = Kit(tmp_path / "short.db", world=world)
+    callback = world.hub_posts[0]["hub.callback"]
+    assert kit.verify(callback, lease="1") == (200, b"chal-1234")
+    kit.advance(1)  # the renewal falls due while our request waits for its answer
+    assert len(world.hub_posts) == 1
+    world.release(202)
+    kit.pump()
+    kit.advance(1)
+    assert len(world.hub_posts) == 2  # renewed all the same

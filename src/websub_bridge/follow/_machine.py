@@ -345,7 +345,7 @@ class Follower:
             follow.id, hub_url=hub_url, self_url=topic, content_type=discovery.content_type
         ) or follow
         await self._store.add_callback(
-            Callback(token=token, follow_id=follow.id, hub_url=hub_url, topic=_u(topic),
+            Callback(token=token, follow_id=follow.id, hub_url=hub_url, topic=topic,
                      secret=secret, mode="subscribe", status="pending", created_at=now)
         )
         fields = [

@@ -83,6 +83,7 @@ class World(Resource):
     def __init__(self, hub_url: str = HUB_HTTP) -> None:
         super().__init__()
         self.hub_url = hub_url
+        self.self_url = TOPIC
         self.feed = atom()
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, url path, form
         self.answers: list[HubAnswer] = []
@@ -102,7 +103,7 @@ class World(Resource):
             request.setHeader(b"content-type", b"application/atom+xml")
             if self.hub_url:
                 request.responseHeaders.addRawHeader(b"link", f'<{self.hub_url}>; rel="hub"'.encode())
-            request.responseHeaders.addRawHeader(b"link", f'<{TOPIC}>; rel="self"'.encode())
+            request.responseHeaders.addRawHeader(b"link", f'<{self.self_url}>; rel="self"'.encode())
             return self.feed
         if path in ("/hub", "/hub2") and method == "POST":
             form = dict(parse_qsl(request.content.read().decode(), keep_blank_values=True))

@@ -384,3 +384,15 @@ def test_a_renewal_due_while_the_request_is_still_out_is_not_lost(tmp_path: Path
     kit.pump()
     kit.advance(1)
     assert len(world.hub_posts) == 2  # renewed all the same
+
+
+def test_the_topic_is_the_whole_self_url_query_included(tmp_path: Path) -> None:
+    world = World()
+    world.self_url = TOPIC + "?format=atom&key=abc"
+    kit = Kit(tmp_path / "q.db", world=world)
+    callback = world.hub_posts[0]["hub.callback"]
+    assert world.hub_posts[0]["hub.topic"] == world.self_url
+    assert kit.verify(callback, topic=TOPIC)[0] == 404
+    assert kit.verify(callback, topic=world.self_url) == (200, b"chal-1234")
+    kit.deliver(callback, b"doc")
+    assert kit.published()[0].topics == (world.self_url,)

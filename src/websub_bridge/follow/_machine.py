@@ -177,6 +177,10 @@ class Follower:
         for follow in leaving:
             self.log.info("follow {topic} left the configuration: unsubscribing", topic=_u(follow.topic))
             await self.remove(follow.id)
+        self.log.info(
+            "websub bridge: callbacks under {base}, {count} follow(s)",
+            base=self._config.callback_base, count=len(await self._store.follows()),
+        )
 
     async def _resume(self, follow: Follow, now: float) -> None:
         callbacks = await self._store.callbacks(follow.id)

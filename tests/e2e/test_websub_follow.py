@@ -8,6 +8,9 @@ bridge following the feed (``--websub-public-url``, loopback admitted with
 on the Mercure hub.  A publish on the WebSub side arrives as Mercure
 updates, one per new entry, signed (``http_secret``, Flask-WebSub signs
 with sha512) and checked; removing the follow unsubscribes at the hub.
+A restart loses no subscription and publishes no entry twice, and the
+README walk-through's own EventSource snippet, run in Debian's Chromium,
+lists the entries as they arrive.
 """
 
 from __future__ import annotations
@@ -27,7 +30,16 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
-from ._support import KEY_FLAGS, _die_with_parent, draft07_token, free_port
+from ._support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DEV_SECRET,
+    KEY_FLAGS,
+    _die_with_parent,
+    draft07_token,
+    free_port,
+    require_executable,
+)
 from .conftest import StartHub
 
 pytestmark = pytest.mark.e2e
@@ -293,3 +305,76 @@ def test_a_document_follow_added_with_the_api_publishes_private_updates(
         assert event.data == "degraded"
     finally:
         allowed.close()
+
+
+def readme_page(hub_base: str, flask_base: str) -> bytes:
+    """The README walk-through's EventSource snippet, pointed at this test's ports."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Follow a WebSub feed"):]
+    start = section.index("```html\n") + len("```html\n")
+    snippet = section[start:section.index("```", start)]
+    snippet = snippet.replace("http://127.0.0.1:3000", hub_base).replace("http://127.0.0.1:5000", flask_base)
+    return f"<!doctype html><html><head><meta charset='utf-8'></head><body>{snippet}</body></html>".encode()
+
+
+def test_the_readme_walk_through_shows_entries_arriving_in_a_browser(
+    start_hub: StartHub, flask_hub: FlaskHub, tmp_path: Path
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    require_executable(CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    hub_base = f"http://127.0.0.1:{port}"
+    # The walk-through's command line.
+    start_hub("--dev", "--websub-public-url", hub_base, "--websub-allow-network", "127.0.0.0/8", port=port)
+    token = draft07_token(publish=[flask_hub.feed], key=DEV_SECRET)
+    response = httpx.post(
+        hub_base + "/websub/follows", json={"topic": flask_hub.feed, "mode": "entries"},
+        headers={"Authorization": f"Bearer {token}"}, timeout=5,
+    )
+    assert response.status_code == 201, response.text
+    until(
+        lambda: httpx.get(hub_base + "/websub/follows", headers={"Authorization": f"Bearer {token}"},
+                          timeout=5).json()["follows"][0]["state"] == "active",
+        "an active follow",
+    )
+
+    body = readme_page(hub_base, flask_hub.base)
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Page)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(WAIT * 1000)
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/", wait_until="load")
+                # The snippet's EventSource (a global `source`) is open.
+                page.wait_for_function("typeof source !== 'undefined' && source.readyState === 1")
+                for title in ("Hello", "World"):
+                    flask_hub.add_entry(title)
+                    flask_hub.publish()
+                page.wait_for_function("document.querySelectorAll('#entries li').length >= 2")
+                assert page.eval_on_selector_all("#entries li", "items => items.map(i => i.textContent)") == [
+                    "Hello", "World",
+                ]
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,19 +3,37 @@
 Exact matchers live in a dict keyed by topic; the wildcard in a set;
 templates and URL patterns are grouped by compiled matcher (matchers are
 cached, so a thousand subscribers on one template share one entry and one
-evaluation per update).  The cost of an update is one dict lookup per topic
-plus one evaluation per *distinct* pattern.
+evaluation per update).
+
+A URI template can only match a topic that starts with its literal text
+before the first expression (``https://example.com/books/`` for
+``https://example.com/books/{id}``), so templates are also filed under that
+prefix, by prefix length: an update evaluates only the templates whose
+prefix it starts with, one dict lookup per distinct prefix length, instead
+of every distinct template.  URL patterns are evaluated one by one.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Generic, Hashable, Iterable, TypeVar
 
 from .matching import Matcher
 
-__all__ = ["TopicIndex"]
+__all__ = ["TopicIndex", "literal_prefix"]
 
 S = TypeVar("S", bound=Hashable)
+
+# Characters a compiled template's literal text matches only as themselves
+# (see matching._literal_regex: other characters also match pct-encoded).
+_PLAIN_LITERAL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+
+
+def literal_prefix(template: str) -> str:
+    """The text every topic a URI template matches starts with."""
+    head = template.split("{", 1)[0]
+    m = _PLAIN_LITERAL.match(head)
+    return m.group(0) if m else ""
 
 
 class TopicIndex(Generic[S]):
@@ -23,6 +41,10 @@ class TopicIndex(Generic[S]):
         self._exact: dict[str, set[S]] = {}
         self._wildcard: set[S] = set()
         self._patterns: dict[Matcher, set[S]] = {}
+        # Templates by prefix length, then prefix: {matcher: its bucket}.
+        self._prefixed: dict[int, dict[str, dict[Matcher, set[S]]]] = {}
+        # Every other pattern (URL patterns), evaluated for each update.
+        self._scanned: dict[Matcher, set[S]] = {}
 
     def add(self, subscriber: S, matchers: Iterable[Matcher]) -> None:
         for matcher in matchers:
@@ -39,20 +61,42 @@ class TopicIndex(Generic[S]):
                     del self._exact[matcher.pattern]
                 else:
                     del self._patterns[matcher]
+                    self._unfile(matcher)
 
     def _bucket(self, matcher: Matcher, *, create: bool) -> set[S] | None:
         if matcher.kind == "wildcard":
             return self._wildcard
         if matcher.kind == "exact":
-            table: dict[object, set[S]] = self._exact  # type: ignore[assignment]
-            key: object = matcher.pattern
-        else:
-            table = self._patterns  # type: ignore[assignment]
-            key = matcher
-        bucket = table.get(key)
+            bucket = self._exact.get(matcher.pattern)
+            if bucket is None and create:
+                bucket = self._exact[matcher.pattern] = set()
+            return bucket
+        bucket = self._patterns.get(matcher)
         if bucket is None and create:
-            bucket = table[key] = set()
+            bucket = self._patterns[matcher] = set()
+            self._file(matcher, bucket)
         return bucket
+
+    def _file(self, matcher: Matcher, bucket: set[S]) -> None:
+        if matcher.kind == "template":
+            prefix = literal_prefix(matcher.pattern)
+            by_prefix = self._prefixed.setdefault(len(prefix), {})
+            by_prefix.setdefault(prefix, {})[matcher] = bucket
+        else:
+            self._scanned[matcher] = bucket
+
+    def _unfile(self, matcher: Matcher) -> None:
+        if matcher.kind != "template":
+            self._scanned.pop(matcher, None)
+            return
+        prefix = literal_prefix(matcher.pattern)
+        by_prefix = self._prefixed[len(prefix)]
+        group = by_prefix[prefix]
+        del group[matcher]
+        if not group:
+            del by_prefix[prefix]
+            if not by_prefix:
+                del self._prefixed[len(prefix)]
 
     def candidates(self, topics: tuple[str, ...]) -> Iterable[S]:
         """Every subscriber with a matcher matching one of ``topics``, once.
@@ -67,7 +111,18 @@ class TopicIndex(Generic[S]):
             bucket = self._exact.get(topic)
             if bucket:
                 found.append(bucket)
-        for matcher, bucket in self._patterns.items():
+        if self._prefixed:
+            seen: set[Matcher] = set()
+            for topic in topics:
+                for length, by_prefix in self._prefixed.items():
+                    group = by_prefix.get(topic[:length])
+                    if group is None:
+                        continue
+                    for matcher, bucket in group.items():
+                        if matcher not in seen and matcher.matches(topic):
+                            seen.add(matcher)
+                            found.append(bucket)
+        for matcher, bucket in self._scanned.items():
             for topic in topics:
                 if matcher.matches(topic):
                     found.append(bucket)

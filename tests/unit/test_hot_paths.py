@@ -12,11 +12,13 @@ from __future__ import annotations
 import socket
 
 from twisted.internet import tcp
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from mercure_twisted.web import _sse
 from mercure_twisted.web._sse import RequestSink, send_now, start_stream
 
 
@@ -45,7 +47,11 @@ class FastWriteTests(SynchronousTestCase):
         self.server_socket.setblocking(False)
         self.client.settimeout(5)
         self.resource = _Stream()
-        site = Site(self.resource)
+        self.clock = Clock()
+        # The pass count is the process's (one reactor); another test's
+        # clock that never advances must not hold it.
+        _sse._passes[:] = [0, 0]
+        site = Site(self.resource, reactor=self.clock)
         self.protocol = site.buildProtocol(None)
         self.transport = tcp.Server(
             self.server_socket, self.protocol, ("127.0.0.1", 5555), _Port(), 1, MemoryReactor()
@@ -103,6 +109,21 @@ class FastWriteTests(SynchronousTestCase):
         self.assertFalse(self.transport._tempDataBuffer or self.transport.dataBuffer)
         self.assertEqual(self.read(), b"b\r\ndata: two\n\n\r\n")
         self.assertEqual(request.sentLength, before + len(b"data: two\n\n"))
+
+    def test_later_writes_of_a_reactor_pass_queue_behind_the_first(self) -> None:
+        sink = self.open_stream()
+        self.flush()
+        self.read()
+        sink.write(b"data: 1\n\n")
+        self.assertEqual(self.read(), b"9\r\ndata: 1\n\n\r\n")
+        sink.write(b"data: 2\n\n")
+        sink.write(b"data: 3\n\n")
+        self.assertEqual(self.read(), b"")
+        self.flush()
+        self.assertEqual(self.read(), b"9\r\ndata: 2\n\n\r\n9\r\ndata: 3\n\n\r\n")
+        self.clock.advance(0)  # the next reactor pass
+        sink.write(b"data: 4\n\n")
+        self.assertEqual(self.read(), b"9\r\ndata: 4\n\n\r\n")
 
     def test_what_the_socket_does_not_take_is_queued_in_order(self) -> None:
         sink = self.open_stream()
@@ -199,3 +220,53 @@ class FormBodyTests(SynchronousTestCase):
             request.requestReceived(b"POST", b"/.well-known/mercure", b"HTTP/1.1")
             self.assertEqual(b"topic" in request.args, parsed, factory)
             self.assertEqual(request.content.read(), body)
+
+
+class TemplatePrefixIndexTests(SynchronousTestCase):
+    """Templates filed by literal prefix find exactly what evaluating all finds."""
+
+    TEMPLATES = [
+        "https://example.com/books/{id}",
+        "https://example.com/books/{id}/reviews{/rid}",
+        "https://example.com/{+path}",
+        "{scheme}://example.com/x",
+        "https://example.com/caf\u00e9/{id}",
+        "https://example.com/a b/{id}",
+        "https://example.com/feeds/1/{id}",
+        "https://example.com/feeds/12/{id}",
+        "https://example.com/books{?q}",
+    ]
+    TOPICS = [
+        "https://example.com/books/1",
+        "https://example.com/books/1/reviews/2",
+        "https://example.com/anything/at/all",
+        "urn:x://example.com/x",
+        "https://example.com/caf%C3%A9/3",
+        "https://example.com/caf\u00e9/3",
+        "https://example.com/a%20b/3",
+        "https://example.com/feeds/12/7",
+        "https://example.com/feeds/1/7",
+        "https://example.com/books?q=1",
+        "https://example.com/books/{id}",
+        "short",
+    ]
+
+    def test_same_as_evaluating_every_template(self) -> None:
+        from mercure_twisted.index import TopicIndex
+        from mercure_twisted.matching import compile_selector
+
+        index: TopicIndex[str] = TopicIndex()
+        matchers = {t: compile_selector(t) for t in self.TEMPLATES}
+        for template, matcher in matchers.items():
+            index.add(template, [matcher])
+        for topic in self.TOPICS:
+            expected = {t for t, m in matchers.items() if m.matches(topic)}
+            self.assertEqual(set(index.candidates((topic,))), expected, topic)
+        self.assertEqual(
+            set(index.candidates(tuple(self.TOPICS))),
+            {t for t, m in matchers.items() if any(m.matches(x) for x in self.TOPICS)},
+        )
+        for template, matcher in matchers.items():
+            index.remove(template, [matcher])
+        self.assertEqual(index._prefixed, {})  # type: ignore[attr-defined]
+        self.assertEqual(list(index.candidates(tuple(self.TOPICS))), [])

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
@@ -39,11 +39,15 @@ OPENING = encode_comment()
 class RequestSink:
     """Adapts a twisted.web request to the subscriber's ``StreamSink``."""
 
-    __slots__ = ("_request", "_finished", "on_lost")
+    __slots__ = ("_request", "_finished", "on_lost", "_clock", "_direct_pass")
 
     def __init__(self, request: IRequest) -> None:
         self._request = request
         self._finished = False
+        # The site's reactor, which says when a reactor pass ends (below).
+        site = getattr(getattr(request, "channel", None), "site", None)
+        self._clock: IReactorTime | None = getattr(site, "reactor", None)
+        self._direct_pass = -1
         #: Called once if the client goes away before the stream ended.
         self.on_lost: Callable[[], None] | None = None
         request.notifyFinish().addBoth(self._gone)  # type: ignore[attr-defined]
@@ -55,8 +59,20 @@ class RequestSink:
             on_lost()
 
     def write(self, data: bytes) -> None:
-        if not self._finished and not send_now(self._request, data):
-            self._request.write(data)
+        """The first write of a reactor pass goes straight to the socket
+        (``send_now``); later ones in the same pass queue behind it in
+        twisted.web and leave together on the next pass, so that a burst of
+        updates costs one send per stream, not one per update."""
+        if self._finished:
+            return
+        clock = self._clock
+        if clock is not None and self._direct_pass != _passes[0] and send_now(self._request, data):
+            self._direct_pass = _passes[0]
+            if not _passes[1]:
+                _passes[1] = 1
+                clock.callLater(0, _next_pass)
+            return
+        self._request.write(data)
 
     def finish(self) -> None:
         if self._finished:
@@ -86,6 +102,16 @@ class RequestSink:
 
     def register_producer(self, producer: IPushProducer) -> None:
         self._request.registerProducer(producer, True)  # type: ignore[attr-defined]
+
+
+#: [reactor passes counted, a count pending]: the count moves on once per
+#: reactor pass in which something was sent directly.
+_passes = [0, 0]
+
+
+def _next_pass() -> None:
+    _passes[0] += 1
+    _passes[1] = 0
 
 
 _last_chunk: tuple[bytes, bytes] = (b"", b"")

@@ -104,3 +104,24 @@ class DrainTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(len(site.connections), 0)
+
+
+class LogObserverTests(SynchronousTestCase):
+    def test_the_tree_hands_its_log_observer_to_twistds_application(self) -> None:
+        from twisted.application.service import Application
+        from twisted.logger import ILogObserver
+
+        def observer(event: object) -> None:
+            pass
+
+        application = Application("mercure")
+        HubTree(Clock(), log_observer=observer).setServiceParent(application)
+        self.assertIs(application.getComponent(ILogObserver), observer)
+
+    def test_text_leaves_twistds_own(self) -> None:
+        from twisted.application.service import Application
+        from twisted.logger import ILogObserver
+
+        application = Application("mercure")
+        HubTree(Clock()).setServiceParent(application)
+        self.assertIsNone(application.getComponent(ILogObserver, None))

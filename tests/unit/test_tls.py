@@ -77,3 +77,37 @@ def test_an_unreadable_certificate_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot load the TLS certificate"):
         ReloadableTLS({"port": "0", "certKey": str(tmp_path / "missing.pem"),
                        "privateKey": str(tmp_path / "missing.key")})
+
+
+def test_make_service_serves_ssl_with_alpn_and_one_reloader(tmp_path: Path) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    from mercure_twisted.tap import Options, makeService
+    from mercure_twisted.tls import CertificateReloader
+    from mercure_twisted.web import HubSite
+
+    leaf = CertAuthority(tmp_path).leaf("hub")
+    reactor = MemoryReactorClock()
+    options = Options(environ={})
+    options.parseOptions([
+        "--dev", "--transport", "memory://", "--listen", "tcp:3000",
+        "--listen", f"ssl:3443:interface=127.0.0.1:privateKey={leaf.key}:certKey={leaf.cert}",
+        "--metrics-listen", f"ssl:9443:privateKey={leaf.key}:certKey={leaf.cert}",
+    ])
+    top = makeService(options, reactor=reactor)
+    assert sum(isinstance(s, CertificateReloader) for s in top) == 1
+    top.startService()
+    try:
+        servers = {port: (factory, backlog, interface)
+                   for port, factory, backlog, interface in reactor.tcpServers}
+        assert set(servers) == {3000, 3443, 9443}
+        tls_factory, backlog, interface = servers[3443]
+        assert isinstance(tls_factory, TLSMemoryBIOFactory)
+        assert (backlog, interface) == (4096, "127.0.0.1")
+        assert isinstance(tls_factory.wrappedFactory, HubSite)
+        assert tls_factory.wrappedFactory is servers[3000][0]  # one site, two listeners
+        assert isinstance(servers[9443][0], TLSMemoryBIOFactory)
+        assert not isinstance(servers[9443][0].wrappedFactory, HubSite)  # the metrics site
+    finally:
+        top.stopService()

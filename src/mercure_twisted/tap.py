@@ -336,7 +336,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if config.metrics_listen is not None and hub_service.metrics_site is not None:
         listeners.append((with_backlog(config.metrics_listen), hub_service.metrics_site))
     # ssl: endpoints get HTTP/2 through ALPN and certificates reloaded on SIGHUP.
-    listen(top, listeners, reactor)
+    try:
+        listen(top, listeners, reactor)
+    except ConfigError as e:  # a certificate or key that cannot be loaded
+        raise SystemExit(f"twistd mercure: {e}") from None
     reactor.addSystemEventTrigger("after", "shutdown", _report_clean_stop, reactor)
     return top
 

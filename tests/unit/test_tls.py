@@ -111,3 +111,15 @@ def test_make_service_serves_ssl_with_alpn_and_one_reloader(tmp_path: Path) -> N
         assert not isinstance(servers[9443][0].wrappedFactory, HubSite)  # the metrics site
     finally:
         top.stopService()
+
+
+def test_an_unloadable_certificate_stops_twistd_with_one_line(tmp_path: Path) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from mercure_twisted.tap import Options, makeService
+
+    options = Options(environ={})
+    options.parseOptions(["--dev", "--transport", "memory://",
+                          "--listen", f"ssl:3443:privateKey={tmp_path}/none.key"])
+    with pytest.raises(SystemExit, match="twistd mercure: cannot load the TLS certificate"):
+        makeService(options, reactor=MemoryReactorClock())

@@ -19,6 +19,7 @@ tables; it never rewrites one that has shipped.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -74,7 +75,8 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     CREATE TABLE callbacks (
-        token TEXT PRIMARY KEY,
+        lookup TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
         follow_id INTEGER NOT NULL REFERENCES follows(id) ON DELETE CASCADE,
         hub_url TEXT NOT NULL,
         topic TEXT NOT NULL,
@@ -390,9 +392,9 @@ class Store:
     # -- callbacks -----------------------------------------------------
 
     def add_callback(self, callback: Callback) -> Deferred[None]:
-        values = attrs.astuple(callback, recurse=False)
+        values = (_lookup(callback.token), *attrs.astuple(callback, recurse=False))
         marks = ", ".join("?" for _ in values)
-        columns = ", ".join(_CALLBACK_COLUMNS)
+        columns = ", ".join(("lookup", *_CALLBACK_COLUMNS))
         return self.run(
             lambda c: _none(c.execute(f"INSERT INTO callbacks ({columns}) VALUES ({marks})", values))
         )
@@ -401,7 +403,7 @@ class Store:
         columns = ", ".join(_CALLBACK_COLUMNS)
 
         def interaction(c: sqlite3.Connection) -> Callback | None:
-            row = c.execute(f"SELECT {columns} FROM callbacks WHERE token = ?", (token,)).fetchone()
+            row = c.execute(f"SELECT {columns} FROM callbacks WHERE lookup = ?", (_lookup(token),)).fetchone()
             return _callback(row) if row else None
 
         return self.run(interaction)
@@ -422,12 +424,16 @@ class Store:
         assignments = ", ".join(f"{name} = ?" for name in fields)
         return self.run(
             lambda c: _none(
-                c.execute(f"UPDATE callbacks SET {assignments} WHERE token = ?", (*fields.values(), token))
+                c.execute(
+                    f"UPDATE callbacks SET {assignments} WHERE lookup = ?", (*fields.values(), _lookup(token))
+                )
             )
         )
 
     def delete_callback(self, token: str) -> Deferred[None]:
-        return self.run(lambda c: _none(c.execute("DELETE FROM callbacks WHERE token = ?", (token,))))
+        return self.run(
+            lambda c: _none(c.execute("DELETE FROM callbacks WHERE lookup = ?", (_lookup(token),)))
+        )
 
     def activate(self, token: str, lease_expires: float, now: float) -> Deferred[list[Callback]]:
         """The hub verified ``token``'s subscription: make it the follow's
@@ -436,27 +442,29 @@ class Store:
         columns = ", ".join(_CALLBACK_COLUMNS)
 
         def interaction(c: sqlite3.Connection) -> list[Callback]:
-            row = c.execute("SELECT follow_id FROM callbacks WHERE token = ?", (token,)).fetchone()
+            row = c.execute(
+                "SELECT follow_id FROM callbacks WHERE lookup = ?", (_lookup(token),)
+            ).fetchone()
             if row is None:
                 return []
             follow_id = row[0]
             c.execute(
-                "UPDATE callbacks SET status = 'active', lease_expires = ? WHERE token = ?",
-                (lease_expires, token),
+                "UPDATE callbacks SET status = 'active', lease_expires = ? WHERE lookup = ?",
+                (lease_expires, _lookup(token)),
             )
             retired = [
                 _callback(r)
                 for r in c.execute(
-                    f"SELECT {columns} FROM callbacks WHERE follow_id = ? AND token != ?"
+                    f"SELECT {columns} FROM callbacks WHERE follow_id = ? AND lookup != ?"
                     " AND mode = 'subscribe' AND status = 'active'",
-                    (follow_id, token),
+                    (follow_id, _lookup(token)),
                 )
             ]
             for old in retired:
                 c.execute(
                     "UPDATE callbacks SET mode = 'unsubscribe', status = 'pending', created_at = ?"
-                    " WHERE token = ?",
-                    (now, old.token),
+                    " WHERE lookup = ?",
+                    (now, _lookup(old.token)),
                 )
             c.execute(
                 "UPDATE follows SET state = 'active', lease_expires = ?, attempts = 0,"
@@ -510,6 +518,13 @@ class Store:
                 c.execute("SELECT COUNT(*) FROM seen_entries WHERE follow_id = ?", (follow_id,)).fetchone()[0]
             )
         )
+
+
+def _lookup(token: str) -> str:
+    """The key a callback is found by: the SHA-256 of its token, so that the
+    time an index lookup takes says nothing about the token an attacker
+    tries (the capability itself is never compared byte by byte)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _get_follow(c: sqlite3.Connection, follow_id: int) -> Follow | None:

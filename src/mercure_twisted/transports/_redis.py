@@ -52,7 +52,7 @@ EARLIEST = "earliest"
 #: with a smaller ``history_size``: a reader that lags behind a burst of
 #: publishes must still find them.  ``history()`` answers only the newest
 #: ``history_size``.
-MIN_STREAM_LENGTH = 1000
+MIN_STREAM_LENGTH = 10_000
 #: And entries at least this old are kept when trimming by age (history
 #: still answers only ``history_max_age``).
 MIN_STREAM_AGE = 60.0
@@ -86,12 +86,23 @@ def encode_update(update: Update) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
+def entry_number(fields: Any) -> int | None:
+    """The entry's number in the log (``n``: 1, 2, 3... since the log began), if it has one."""
+    if isinstance(fields, list) and len(fields) == 6 and fields[2] == b"n":
+        try:
+            return int(fields[3])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
 def decode_entry(stream_id: bytes, fields: list[Any]) -> Update:
     """The update of one stream entry; ``ValueError`` for an entry that is not ours."""
-    if not isinstance(fields, list) or len(fields) != 4 or fields[0] != b"i" or fields[2] != b"u":
+    if not (isinstance(fields, list) and len(fields) == 6
+            and fields[0] == b"i" and fields[2] == b"n" and fields[4] == b"u"):
         raise ValueError("unexpected fields")
     event_id = fields[1].decode("utf-8")
-    body = json.loads(fields[3])
+    body = json.loads(fields[5])
     topics = body.get("t")
     if not (isinstance(topics, list) and topics and all(isinstance(t, str) for t in topics)):
         raise ValueError("no topics")
@@ -139,7 +150,10 @@ class RedisTransport:
         self._max_age_ms = int(history_max_age * 1000)
         self._stream_length = max(self._history_size, min_stream_length)
         self._min_stream_age_ms = int(min_stream_age * 1000)
-        self._keys = [settings.key("updates"), settings.key("ids"), settings.key("order")]
+        self._keys = [
+            settings.key("updates"), settings.key("ids"), settings.key("order"),
+            settings.key("count"),
+        ]
         self.node = node or uuid.uuid4().hex
         self._main = RedisLink(
             settings, reactor, "main", scripts=SCRIPTS, on_connect=self._main_connected,
@@ -153,6 +167,9 @@ class RedisTransport:
         self.presence = RedisPresence(settings, self._main, self.node)
         self._dispatch: Callable[[Update], None] | None = None
         self._last_seen: str | None = None  # stream id the reader has dispatched up to
+        self._last_number: int | None = None  # and its entry number
+        #: Updates this node never dispatched because they were trimmed first.
+        self.missed = 0
         self._reading = False  # the reader knows where the stream ended at start
         self._waiting_for_reader: list[Deferred[None]] = []
         self._last_id: str | None = None
@@ -249,6 +266,7 @@ class RedisTransport:
             if newest:
                 sid, fields = newest[0]
                 self._last_seen = sid.decode()
+                self._last_number = entry_number(fields)
                 try:
                     self._remember(decode_entry(sid, fields))
                 except (ValueError, TypeError, UnicodeDecodeError):
@@ -257,24 +275,8 @@ class RedisTransport:
                 self._last_seen = "0-0"
             length = await link.execute("XLEN", stream)
             self._length = min(int(length), self._history_size)
-            return
-        info = await self._stream_info(link)
-        deleted = info.get(b"max-deleted-entry-id")
-        if deleted and position_of(deleted) > position_of(self._last_seen):
-            self.log.warn(
-                "redis reader: updates after {last} were trimmed before this node could "
-                "read them (it was disconnected too long); resuming after them",
-                last=self._last_seen,
-            )
-
-    async def _stream_info(self, link: RedisLink) -> dict[bytes, Any]:
-        try:
-            reply = await link.execute("XINFO", "STREAM", self._keys[0])
-        except TransportUnavailable as e:
-            if "no such key" in str(e):
-                return {}
-            raise
-        return dict(zip(reply[::2], reply[1::2]))
+        # Later connections resume after self._last_seen; entry numbers
+        # tell whether anything was trimmed before this node read it.
 
     def _reader_ready(self, link: RedisLink) -> None:
         if not self._reading:
@@ -308,6 +310,9 @@ class RedisTransport:
 
     def _consume(self, sid: bytes, fields: Any) -> None:
         self._last_seen = sid.decode()
+        number = entry_number(fields)
+        if number is not None:
+            self._check_gap(number)
         try:
             update = decode_entry(sid, fields)
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
@@ -320,6 +325,23 @@ class RedisTransport:
                 self._dispatch(update)
             except Exception:
                 self.log.failure("dispatch of {id} failed", id=update.id)
+
+    def _check_gap(self, number: int) -> None:
+        last, self._last_number = self._last_number, number
+        if last is None or number == last + 1:
+            return
+        if number > last + 1:
+            # Trimmed before this node read them: a reader disconnected (or
+            # lagging) longer than the stream's slack.  Said loudly: these
+            # updates were not delivered by this node.
+            self.missed += number - last - 1
+            self.log.warn(
+                "redis reader: {missed} update(s) were trimmed before this node could "
+                "read them; delivering on from {sid}",
+                missed=number - last - 1, sid=self._last_seen,
+            )
+        else:
+            self.log.info("redis reader: the update log started again (Redis restarted empty)")
 
     def _remember(self, update: Update) -> None:
         if self._last_position is None or update.position > self._last_position:
@@ -394,7 +416,7 @@ class RedisTransport:
         if not self._main.connected:
             return succeed(None)
         age_ms = max(self._max_age_ms, self._min_stream_age_ms)
-        d = self._main.run(TRIM_AGE, self._keys, [age_ms])
+        d = self._main.run(TRIM_AGE, self._keys[:3], [age_ms])
         return d.addErrback(self._maintenance_failed, "trim")
 
     def _maintenance_failed(self, failure: Failure, what: str) -> None:

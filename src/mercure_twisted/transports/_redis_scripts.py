@@ -2,9 +2,11 @@
 
 Keys (``P`` is the URL's ``prefix``):
 
-* ``P:updates``: the stream, one entry per update (``i``: its id, ``u``: the
-  rest as JSON), trimmed with ``MAXLEN ~`` on every publish and with
-  ``MINID ~`` by age.
+* ``P:updates``: the stream, one entry per update (``i``: its id, ``n``: its
+  number, ``u``: the rest as JSON), trimmed with ``MAXLEN ~`` on every
+  publish and with ``MINID ~`` by age.
+* ``P:count``: how many updates were ever added (``n`` of the newest), so
+  that a reader sees from the numbers whether it missed trimmed entries.
 * ``P:ids``: hash, event id -> ``"<stream id> <count>"``: the earliest
   occurrence of that id still in the stream, and how many there are.
 * ``P:order``: list, ``"<stream id> <event id>"`` in stream order: tells
@@ -85,10 +87,12 @@ local function forget_trimmed(stream, index, order)
 end
 """
 
-#: KEYS: stream, index, order.  ARGV: maxlen, event id, update JSON.
+#: KEYS: stream, index, order, count.  ARGV: maxlen, event id, update JSON.
 #: Returns {stream id, stream length}.
 PUBLISH = Script(_HELPERS + r"""
-local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'i', ARGV[2], 'u', ARGV[3])
+local n = redis.call('INCR', KEYS[4])
+local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                       'i', ARGV[2], 'n', n, 'u', ARGV[3])
 local entry = redis.call('HGET', KEYS[2], ARGV[2])
 if entry then
   local known, count = string.match(entry, '^(%S+) (%d+)$')

@@ -16,7 +16,8 @@ one is verified, then it is unsubscribed.
 
 Failures (discovery, a refused or unreachable hub, a hub that never
 verifies) are retried with capped exponential backoff, honouring
-``Retry-After``; all timers run on the injected clock.
+``Retry-After``; all timers run on the injected clock.  What hubs POST on
+our callbacks is handled by ``_delivery.Deliveries``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, DeferredLock
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,11 +38,11 @@ from ..client import OutboundClient, OutboundError, Response
 from ..client import loggable_url as _u
 from ..config import BridgeConfig, FollowSpec
 from ..discovery import DiscoveryError, discover
-from ..feeds import FeedError, parse_entries
 from ..guard import GuardError
-from ..port import HubUnavailable, IHubPort, mercure_id
-from ..signature import ALGORITHMS, SignatureCheck, random_secret, verify
+from ..port import IHubPort
+from ..signature import random_secret
 from ..store import Callback, DuplicateFollow, Follow, Store
+from ._delivery import Answer, Deliveries
 
 __all__ = [
     "BACKOFF_BASE",
@@ -77,16 +78,6 @@ ASSUMED_LEASE = 86400
 
 class TooManyFollows(Exception):
     """The bridge follows ``max_follows`` topics already."""
-
-
-@attrs.frozen
-class Answer:
-    """What a callback request is answered: status and plain-text body."""
-
-    status: int
-    body: str
-    #: The challenge is echoed exactly, without the newline of a message.
-    exact: bool = False
 
 
 def backoff_delay(attempts: int, retry_after: float | None = None) -> float:
@@ -141,7 +132,7 @@ class Follower:
         self._timers: dict[int, IDelayedCall] = {}
         self._unsubscribe_timers: dict[str, IDelayedCall] = {}
         self._busy: set[int] = set()
-        self._locks: dict[int, DeferredLock] = {}
+        self._deliveries = Deliveries(store, port)
         self._tasks: set[Deferred[Any]] = set()
         self.running = False
 
@@ -579,79 +570,10 @@ class Follower:
         content_type: str | None,
         signature: str | None,
     ) -> Answer:
-        """A hub's POST on a callback: content distribution (section 7)."""
-        callback = await self._store.callback(token)
-        if callback is None:
-            return Answer(404, "no subscription has this callback")
-        if callback.mode == "unsubscribe":
-            return Answer(410, "this subscription has ended")
-        if callback.status != "active":
-            return Answer(404, "this subscription has not been verified")
-        follow = await self._store.follow(callback.follow_id)
-        if follow is None or follow.state in ("denied", "unsubscribing"):
-            return Answer(410, "this subscription has ended")
-        if callback.secret is not None:
-            check = verify(signature, callback.secret.encode("utf-8"), body)
-            if check is SignatureCheck.MISSING:
-                return Answer(403, "X-Hub-Signature is missing: this subscription was made with a secret")
-            if check is SignatureCheck.UNSUPPORTED:
-                return Answer(400, "X-Hub-Signature: use one of " + ", ".join(ALGORITHMS))
-            if check is not SignatureCheck.VALID:
-                # Section 7.1.2: ignored, yet acknowledged (no oracle for forgers).
-                self.log.warn("a delivery for {topic} failed its signature check: ignored", topic=_u(follow.topic))
-                return Answer(202, "accepted")
-        lock = self._locks.setdefault(follow.id, DeferredLock())
-        await lock.acquire()
-        try:
-            return await self._publish(follow, body, content_type)
-        finally:
-            lock.release()
-
-    async def _publish(self, follow: Follow, body: bytes, content_type: str | None) -> Answer:
-        topic = follow.target_topic
-        try:
-            if follow.mode == "entries":
-                try:
-                    entries = parse_entries(body, content_type, base=follow.self_url or follow.topic)
-                except FeedError as e:
-                    return Answer(400, f"not a feed this bridge can split into entries: {e}")
-                ids = [entry.id for entry in entries]
-                fresh = set(await self._store.unseen(follow.id, ids))
-                published: list[str] = []
-                # Feeds list the newest first: publish the oldest first.
-                for entry in reversed(entries):
-                    if entry.id not in fresh or entry.id in published:
-                        continue
-                    await self._port.publish(
-                        [topic], entry.xml, private=follow.private, id=mercure_id(entry.id)
-                    )
-                    published.append(entry.id)
-                if published:
-                    await self._store.mark_seen(follow.id, published)
-                self.log.info(
-                    "{count} new entries of {topic} published", count=len(published), topic=follow.topic
-                )
-                return Answer(202, "accepted")
-            text = _text(body, content_type)
-            if text is None:
-                return Answer(415, "the content is not text in its declared charset (default UTF-8)")
-            await self._port.publish([topic], text, private=follow.private)
-            self.log.info("a delivery of {topic} published ({size} bytes)", topic=_u(follow.topic), size=len(body))
-            return Answer(202, "accepted")
-        except HubUnavailable as e:
-            return Answer(503, f"the update could not be stored: {e}")
-
-
-def _text(body: bytes, content_type: str | None) -> str | None:
-    charset = "utf-8"
-    for parameter in (content_type or "").split(";")[1:]:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip('"')
-    try:
-        return body.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        return None
+        """A hub's POST on a callback: see `Deliveries.deliver`."""
+        return await self._deliveries.deliver(
+            token, body, content_type=content_type, signature=signature
+        )
 
 
 __all__ += ["DuplicateFollow"]

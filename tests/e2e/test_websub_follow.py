@@ -378,3 +378,28 @@ def test_the_readme_walk_through_shows_entries_arriving_in_a_browser(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_without_an_allowed_network_a_loopback_feed_is_refused_by_the_guard(
+    start_hub: StartHub, flask_hub: FlaskHub
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    start_hub(*KEY_FLAGS, "--websub-public-url", public, port=port)
+    token = draft07_token(publish=["*"])
+    api = httpx.Client(base_url=public, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    for topic in (flask_hub.feed, flask_hub.feed.replace("127.0.0.1", "localhost"),
+                  flask_hub.feed.replace("127.0.0.1", "2130706433")):
+        response = api.post("/websub/follows", json={"topic": topic})
+        assert response.status_code == 201, response.text
+    def failed() -> list[dict[str, Any]] | None:
+        listed = api.get("/websub/follows").json()["follows"]
+        return listed if all(f["last_error"] for f in listed) else None
+
+    follows = until(failed, "every follow to fail")
+    assert len(follows) == 3
+    for follow in follows:
+        assert follow["state"] == "pending"
+        assert follow["hub"] is None  # nothing was ever discovered
+        assert "an address the bridge may not reach" in follow["last_error"]
+    assert flask_hub.subscriptions() == []

@@ -64,7 +64,9 @@ class _ProtocolFactory(Factory):
 
     def buildProtocol(self, addr: Any) -> txredisapi.RedisProtocol:
         settings = self._link.settings
-        protocol = txredisapi.RedisProtocol(
+        # The hiredis-backed protocol, always: the pure-Python parser spends
+        # one reactor turn per element of a reply (hundreds per XREAD).
+        protocol = txredisapi.HiredisProtocol(
             charset=None,  # bytes in, bytes out: update data is never re-decoded
             convertNumbers=False,  # "123" stays a string
             password=settings.password,

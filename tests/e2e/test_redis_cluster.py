@@ -8,6 +8,7 @@ free loopback port); the hubs are started by ``start_hub``; subscribers are
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from tests.redis_server import RedisServer
 
 from ._support import KEY_FLAGS, draft07_token, free_port
-from .test_sse_client import PUB, Stream, client, publish, run, subscribe_url
+from .test_sse_client import PUB, Stream, client, publish, run, subscribe_url, until
 
 pytestmark = pytest.mark.e2e
 
@@ -83,10 +84,21 @@ def test_the_subscription_api_lists_the_subscribers_of_every_node(
         assert response.status_code == 200, response.text
         return {s["topic"] for s in response.json()["subscriptions"]}
 
+    events_topic = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
+    watcher_token = draft07_token(subscribe=[events_topic])
+
     async def scenario() -> None:
         async with client() as http:
+            # Subscription events are updates like any other: a watcher on a
+            # sees b's subscriber come and go.
+            watcher = Stream(http, subscribe_url(a.url, ("topic", events_topic)),
+                             {"Authorization": f"Bearer {watcher_token}"})
+            await watcher.__aenter__()
             async with Stream(http, subscribe_url(a.url, ("topic", "urn:on-a"))), \
                     Stream(http, subscribe_url(b.url, ("topic", "urn:on-b"))) as on_b:
+                await until(lambda: any(json.loads(e.data).get("topic") == "urn:on-b"
+                                        for e in watcher.events),
+                            lambda: f"b's subscription event on a: {watcher.data()}")
                 for node in (a, b):
                     topics: set[str] = set()
 
@@ -105,10 +117,14 @@ def test_the_subscription_api_lists_the_subscribers_of_every_node(
 
                 await eventually(refresh_a, lambda: "urn:on-b" not in topics_now,
                                  lambda: f"b's closed subscriber gone: {topics_now}")
+                on_b_events = [json.loads(e.data) for e in watcher.events
+                               if json.loads(e.data).get("topic") == "urn:on-b"]
+                assert [doc["active"] for doc in on_b_events] == [True, False]
+            await watcher.close()
 
             # A node killed with its subscribers open leaves no ghost: they
             # expire (presence_ttl=1 here).
-            async with Stream(http, subscribe_url(b.url, ("topic", "urn:ghost"))):
+            async with Stream(http, subscribe_url(b.url, ("topic", "urn:ghost"))) as cut:
                 ghost: set[str] = set()
 
                 async def refresh_ghost() -> None:
@@ -119,6 +135,10 @@ def test_the_subscription_api_lists_the_subscribers_of_every_node(
                 b.kill()  # SIGKILL: no clean stop, nothing withdrawn
                 await eventually(refresh_ghost, lambda: "urn:ghost" not in ghost,
                                  lambda: f"the dead node's subscriber expired: {ghost}")
+                # Its own stream was cut with the node: take the error, so that
+                # no unretrieved task exception is left to the garbage collector.
+                await cut.wait_end()
+                assert cut.task is not None and cut.task.exception() is not None
 
     async def http_get(url: str, token: str) -> httpx.Response:
         async with httpx.AsyncClient(timeout=5.0) as h:

@@ -334,6 +334,28 @@ async def test_redis_restart_publish_fails_fast_then_recovers(nodes: Nodes) -> N
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_log_started_again_behind_the_reader_is_read_from_its_beginning(
+    nodes: Nodes,
+) -> None:
+    """Redis back empty with a clock behind the old one: new stream ids are
+    smaller than the last one a reader saw, and must still be delivered."""
+    a, seen_by_a = await nodes.start()
+    await a.publish(update("before"))
+    await wait_until(lambda: ids(seen_by_a) == ["before"], "'before'")
+    nodes.server.stop()
+    nodes.server.start()
+    # An entry as a node writes them, but with the smallest possible id.
+    nodes.server.command("XADD", "mercure:updates", "1-1", "i", "behind", "n", "1",
+                         "u", '{"t":["https://example.com/t"],"d":"x"}')
+    await wait_until(lambda: ids(seen_by_a) == ["before", "behind"], "the entry behind")
+    await until_reachable(a)
+    published = await a.publish(update("after"))
+    await wait_until(lambda: ids(seen_by_a) == ["before", "behind", "after"], "'after'")
+    assert published.position > seen_by_a[1].position == (1, 1)
+    assert a.last_event_id() == "after" and a.missed == 0
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_reader_that_lost_its_connection_resumes_without_missing_updates(
     nodes: Nodes,
 ) -> None:

@@ -275,8 +275,27 @@ class RedisTransport:
                 self._last_seen = "0-0"
             length = await link.execute("XLEN", stream)
             self._length = min(int(length), self._history_size)
-        # Later connections resume after self._last_seen; entry numbers
-        # tell whether anything was trimmed before this node read it.
+            return
+        # Later connections resume after self._last_seen (entry numbers tell
+        # whether anything was trimmed meanwhile), unless the log itself was
+        # started again behind it: a Redis that came back empty with a clock
+        # behind the old one's would give new entries smaller ids, and the
+        # reader would wait for them forever.
+        try:
+            info = await link.execute("XINFO", "STREAM", stream)
+        except TransportUnavailable as e:
+            if "no such key" not in str(e):
+                raise
+            newest = None
+        else:
+            fields = dict(zip(info[::2], info[1::2]))
+            newest = fields.get(b"last-generated-id")
+        if newest is None or position_of(newest) < position_of(self._last_seen):
+            if self._last_seen != "0-0":
+                self.log.info("redis reader: the update log started again; reading it "
+                              "from its beginning")
+            self._last_seen = "0-0"
+            self._last_position = None  # last_event_id follows the new log
 
     def _reader_ready(self, link: RedisLink) -> None:
         if not self._reading:

@@ -60,28 +60,50 @@ class RequestSink:
 
     def write(self, data: bytes) -> None:
         """The first write of a reactor pass goes straight to the socket
-        (``send_now``); later ones in the same pass queue behind it in
-        twisted.web and leave together on the next pass, so that a burst of
-        updates costs one send per stream, not one per update."""
+        (``send_now``); later ones in the same pass are held and leave
+        together, in one ``send``, when the pass ends: a burst of updates
+        costs one system call per stream, not one per update."""
         if self._finished:
             return
-        clock = self._clock
-        if clock is not None and self._direct_pass != _passes[0] and send_now(self._request, data):
-            self._direct_pass = _passes[0]
-            if not _passes[1]:
-                _passes[1] = 1
-                clock.callLater(0, _next_pass)
+        held = _held.get(self)
+        if held is not None:
+            held.append(_chunk(data))
+            self._request.sentLength += len(data)  # type: ignore[attr-defined]
             return
+        clock = self._clock
+        if clock is not None:
+            if self._direct_pass != _passes[0]:
+                if send_now(self._request, data):
+                    self._direct_pass = _passes[0]
+                    _end_of_pass(clock)
+                    return
+            elif _tcp_transport(self._request) is not None:
+                _held[self] = [_chunk(data)]
+                self._request.sentLength += len(data)  # type: ignore[attr-defined]
+                return
         self._request.write(data)
+
+    def _release_held(self, chunks: list[bytes]) -> None:
+        transport = _tcp_transport(self._request)
+        if transport is None:  # the connection went away meanwhile
+            return
+        _send_chunks(transport, b"".join(chunks) if len(chunks) > 1 else chunks[0])
+        self._direct_pass = _passes[0]
+        if self._clock is not None:
+            _end_of_pass(self._clock)
 
     def finish(self) -> None:
         if self._finished:
             return
+        held = _held.pop(self, None)
+        if held:
+            self._release_held(held)
         self.release()
         self._request.finish()
 
     def release(self) -> None:
         self._finished = True
+        _held.pop(self, None)
         request = self._request
         if getattr(request, "producer", None) is None:
             return
@@ -94,6 +116,7 @@ class RequestSink:
 
     def abort(self) -> None:
         self._finished = True
+        _held.pop(self, None)
         transport = getattr(getattr(self._request, "channel", None), "transport", None)
         if transport is None:
             return
@@ -104,14 +127,27 @@ class RequestSink:
         self._request.registerProducer(producer, True)  # type: ignore[attr-defined]
 
 
-#: [reactor passes counted, a count pending]: the count moves on once per
-#: reactor pass in which something was sent directly.
+#: [reactor passes counted, an end of pass scheduled]: the count moves on
+#: once per reactor pass in which something was sent directly.
 _passes = [0, 0]
+#: Chunks written to a stream after its direct send of this reactor pass.
+_held: dict[RequestSink, list[bytes]] = {}
+
+
+def _end_of_pass(clock: IReactorTime) -> None:
+    if not _passes[1]:
+        _passes[1] = 1
+        clock.callLater(0, _next_pass)
 
 
 def _next_pass() -> None:
     _passes[0] += 1
     _passes[1] = 0
+    if _held:
+        held = list(_held.items())
+        _held.clear()
+        for sink, chunks in held:
+            sink._release_held(chunks)
 
 
 _last_chunk: tuple[bytes, bytes] = (b"", b"")
@@ -129,34 +165,50 @@ def _chunk(data: bytes) -> bytes:
     return chunk
 
 
+def _tcp_transport(request: Any) -> Any:
+    """The plain TCP transport of a chunked HTTP/1.1 response that is still
+    open, or None (headers not sent, not chunked, TLS, HTTP/2, closing)."""
+    try:
+        if not request.chunked or request.finished or request._disconnected:
+            return None
+        transport = request.channel.transport
+        if transport.TLS or transport.disconnecting or not transport.connected:
+            return None
+        transport.socket, transport.dataBuffer, transport._tempDataBuffer
+    except AttributeError:
+        return None
+    return transport
+
+
+def _send_chunks(transport: Any, chunks: bytes) -> None:
+    """Straight to the socket when nothing is queued before them; whatever
+    the socket does not take (or an error) is left to twisted.web."""
+    if transport.dataBuffer or transport._tempDataBuffer:
+        transport.write(chunks)
+        return
+    try:
+        sent = transport.socket.send(chunks)
+    except BlockingIOError:
+        sent = 0
+    except OSError:  # twisted.web sees the error and closes the connection
+        sent = 0
+    if sent < len(chunks):
+        transport.write(chunks[sent:])
+
+
 def send_now(request: Any, data: bytes) -> bool:
     """Send ``data`` on a chunked HTTP/1.1 response over plain TCP directly
     to the socket, when the transport has nothing queued before it.
 
     Returns False (nothing done) when the ordinary ``request.write`` must
-    be used: headers not sent yet, not chunked, TLS, HTTP/2, queued bytes,
-    a closing connection, or a socket error for twisted.web to handle.
+    be used: headers not sent yet, not chunked, TLS, HTTP/2, queued bytes or
+    a closing connection.
     """
-    try:
-        if not request.chunked or request.finished or request._disconnected or not data:
-            return False
-        transport = request.channel.transport
-        if (transport.TLS or transport.dataBuffer or transport._tempDataBuffer
-                or transport.disconnecting or not transport.connected):
-            return False
-        sock = transport.socket
-    except AttributeError:
-        return False
-    chunk = _chunk(data)
-    try:
-        sent = sock.send(chunk)
-    except BlockingIOError:
-        sent = 0
-    except OSError:
+    transport = _tcp_transport(request)
+    if transport is None or not data or transport.dataBuffer or transport._tempDataBuffer:
         return False
     request.sentLength += len(data)
-    if sent < len(chunk):
-        transport.write(chunk[sent:])
+    _send_chunks(transport, _chunk(data))
     return True
 
 

@@ -35,9 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--phases", help="comma-separated: rate,large,max,small,matching")
     run.add_argument("--targets", help="comma-separated target names (default: all)")
     run.add_argument("--no-peers", action="store_true", help="skip installing and running the peers")
+    run.add_argument("--before", metavar="REV",
+                     help="also run this hub as of git revision REV (memory://): before and after")
     run.add_argument("--out", type=Path, default=_targets.HERE / "RESULTS.md")
     run.add_argument("--workdir", type=Path, default=_targets.PEERS / "run")
     sub.add_parser("setup", help="install the peers into tests/benchmarks/.peers/")
+    again = sub.add_parser("report", help="rewrite RESULTS.md and the plot from RESULTS.json")
+    again.add_argument("--out", type=Path, default=_targets.HERE / "RESULTS.md")
+    again.add_argument("--command", dest="command_", required=True,
+                       help="the command that produced RESULTS.json")
     args = parser.parse_args(argv)
 
     if args.command == "setup":
@@ -45,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, error in errors.items():
             print(f"{name}: {error}", file=sys.stderr)
         return 1 if errors else 0
+
+    if args.command == "report":
+        import json
+        path = args.out.with_suffix(".json")
+        _report.write(json.loads(path.read_text()), args.command_, args.out,
+                      args.out.with_name("latency.png"), path.stat().st_mtime)
+        return 0
 
     settings = _run.Settings()
     if args.quick:
@@ -65,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     json_path = args.out.with_suffix(".json")
     only = args.targets.split(",") if args.targets else None
-    asyncio.run(_run.run(settings, only, not args.no_peers, args.workdir, json_path))
+    asyncio.run(_run.run(settings, only, not args.no_peers, args.workdir, json_path, args.before))
     import json
     command = ".venv/bin/python -m tests.benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
-    _report.write(json.loads(json_path.read_text()), command, args.out,
-                  args.out.with_name("latency.png"), started)
+    result = json.loads(json_path.read_text())
+    result.update(started=started, finished=time.time(), command=command)
+    json_path.write_text(json.dumps(result, indent=1))
+    _report.write(result, command, args.out, args.out.with_name("latency.png"), started)
     print(f"wrote {args.out}")
     return 0
 

@@ -196,10 +196,13 @@ async def connect(
     latencies: Latencies | None = None,
     drain: bool = False,
     concurrency: int = 256,
+    budget: float = 180.0,
 ) -> None:
     """Open ``count`` subscriptions; ``probes`` of them, evenly spread, are probes.
 
     Subscriptions go to ``targets`` in turn (the processes of one cluster).
+    Those not open after ``budget`` seconds are given up and counted failed
+    (status -4): a server that accepts too slowly is reported, not waited for.
     """
     loop = asyncio.get_running_loop()
     every = count // probes if probes else 0
@@ -211,10 +214,9 @@ async def connect(
             target = targets[i % len(targets)]
             request = subscribe_request(target, topics(i))
             protocol: Holder
-            if every and i % every == every // 2 and len(crowd.probes) < probes:
+            if every and i % every == every // 2 and i // every < probes:
                 assert latencies is not None
                 protocol = Probe(request, ready, latencies.on_event)
-                crowd.probes.append(protocol)
             else:
                 protocol = Holder(request, ready, drain)
             try:
@@ -224,14 +226,26 @@ async def connect(
                 status = await asyncio.wait_for(ready, 30)
             except (OSError, asyncio.TimeoutError):
                 status = -3
+            except asyncio.CancelledError:
+                protocol.close()
+                raise
             crowd.statuses[status] = crowd.statuses.get(status, 0) + 1
             if status == 200:
                 crowd.holders.append(protocol)
+                if isinstance(protocol, Probe):
+                    crowd.probes.append(protocol)
             else:
                 crowd.failed += 1
                 protocol.close()
 
-    await asyncio.gather(*(one(i) for i in range(count)))
+    tasks = [asyncio.ensure_future(one(i)) for i in range(count)]
+    done, pending = await asyncio.wait(tasks, timeout=budget)
+    for task in pending:  # a server that accepts too slowly: report what it held
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+        crowd.failed += len(pending)
+        crowd.statuses[-4] = crowd.statuses.get(-4, 0) + len(pending)
 
 
 class Publisher:

@@ -99,6 +99,7 @@ class Spec:
     cwd: Path | None = None
     processes: int = 1
     note: str = ""
+    max_rounds: int | None = None  # for a target too slow to repeat
 
 
 @dataclass
@@ -237,9 +238,25 @@ def _hub_sub(topic: str) -> str:
     return "/.well-known/mercure?topic=" + quote(topic, safe="")
 
 
-def hub_spec(name: str, transport: str, processes: int = 1, note: str = "") -> Spec:
+def hub_spec(name: str, transport: str, processes: int = 1, note: str = "",
+             source: Path | None = None) -> Spec:
+    """This hub; ``source`` runs another tree's ``src`` (a before/after run)."""
+    env = {"PYTHONPATH": str(source / "src")} if source is not None else {}
     return Spec(name, "hub", _hub_argv(transport), _hub_sub, "/.well-known/mercure",
-                templates=True, processes=processes, cwd=ROOT, note=note)
+                templates=True, processes=processes, cwd=ROOT, note=note, env=env)
+
+
+def export_revision(revision: str) -> Path:
+    """``src`` of a git revision, exported (read-only use of the repository)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    target = PEERS / f"rev-{sha}"
+    if not (target / "src").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha, "src"], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def baseline_specs() -> list[Spec]:
@@ -264,13 +281,18 @@ def peer_specs() -> list[Spec]:
              lambda port: [venv_python, "-m", "flask_mercure_sse.server", "--host", "127.0.0.1",
                            "--port", str(port), "--publisher-secret", KEY, "--subscriber-secret", KEY,
                            "--allow-anonymous", "--no-subscriptions"],
-             _hub_sub, "/.well-known/mercure",
-             note="its own server: gevent WSGIServer, exact topics only"),
+             _hub_sub, "/.well-known/mercure", max_rounds=1,
+             note="its own server (gevent WSGIServer), exact topics only; one round only: it "
+                  "opens about 16 subscriptions a second, so each phase waits for the budget"),
         Spec("mercure-npm", "peer",
              lambda port: [node, str(SERVERS / "node_mercure.js"), str(port), KEY],
              lambda t: "/hub?topic=" + quote(t, safe=""), "/hub", templates=True,
              env={"NODE_PATH": str(PEERS / "node_modules")},
-             note="mercure 0.1.0 (older draft: topic + data, targets) on Express"),
+             note="mercure 0.1.0 (older draft: topic + data, targets) on Express. Read in its "
+                  "source: hub.js registers `sse.on('connection', this.onSseConnection)` unbound, "
+                  "so `this.authorizeSubscribe` is undefined there and every subscription is "
+                  "answered 401; server.js reads `claims.mercure` from a `{complete: true}` "
+                  "decode (the claims are under `payload`), so every publish is answered 401"),
         Spec("sse-starlette", "peer",
              lambda port: [venv_python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
                            "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",

@@ -189,6 +189,24 @@ class FastWriteTests(SynchronousTestCase):
 
         self.assertFalse(send_now(Stub(), b"data: x\n\n"))
 
+    def test_a_wrapper_that_delegates_to_tcp_takes_the_ordinary_path(self) -> None:
+        """A TLS wrapper (like ``TLSMemoryBIOProtocol``) passes unknown
+        attributes to the TCP transport under it, whose ``TLS`` is False: the
+        direct write must still never bypass the encryption."""
+        sink = self.open_stream()
+        self.flush()
+        self.read()
+        inner = self.transport
+
+        class Delegating:
+            def __getattr__(self, name: str) -> object:
+                return getattr(inner, name)
+
+        request = sink._request  # type: ignore[attr-defined]
+        request.channel.transport = Delegating()
+        self.assertFalse(request.channel.transport.TLS)
+        self.assertFalse(send_now(request, b"data: x\n\n"))
+
 
 class StreamFootprintTests(SynchronousTestCase):
     """What an open stream keeps (see ``BoundedRequest`` and ``start_stream``)."""
@@ -301,3 +319,4 @@ class TemplatePrefixIndexTests(SynchronousTestCase):
             index.remove(template, [matcher])
         self.assertEqual(index._prefixed, {})  # type: ignore[attr-defined]
         self.assertEqual(list(index.candidates(tuple(self.TOPICS))), [])
+

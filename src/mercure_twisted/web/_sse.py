@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -117,8 +118,15 @@ class RequestSink:
     def abort(self) -> None:
         self._finished = True
         _held.pop(self, None)
-        transport = getattr(getattr(self._request, "channel", None), "transport", None)
+        channel = getattr(self._request, "channel", None)
+        transport = getattr(channel, "transport", None)
         if transport is None:
+            # An HTTP/2 stream is its own channel and has no transport:
+            # aborting it resets that stream alone (RST_STREAM), not the
+            # connection that carries the client's other streams.
+            abort_stream = getattr(channel, "abortConnection", None)
+            if abort_stream is not None:
+                abort_stream()
             return
         abort = getattr(transport, "abortConnection", None)
         (abort or transport.loseConnection)()
@@ -172,6 +180,10 @@ def _tcp_transport(request: Any) -> Any:
         if not request.chunked or request.finished or request._disconnected:
             return None
         transport = request.channel.transport
+        # Only a plain tcp.Connection: a TLS wrapper must encrypt what it
+        # is given, whatever its TLS attribute says.
+        if not isinstance(transport, tcp.Connection):
+            return None
         if transport.TLS or transport.disconnecting or not transport.connected:
             return None
         transport.socket, transport.dataBuffer, transport._tempDataBuffer

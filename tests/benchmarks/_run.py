@@ -254,15 +254,21 @@ async def run(settings: Settings, only: list[str] | None, include_peers: bool, w
     addresses = SourceAddresses()
     redis = None
     try:
+        ready = []
         for spec in specs:
             spec = await _materialize(spec, workdir, lambda: redis)
-            if "{redis}" in " ".join(spec.argv(0)):
+            if redis is None and "{redis}" in " ".join(spec.argv(0)):
                 redis = await asyncio.to_thread(_targets.start_redis, workdir)
-                spec = await _materialize(spec, workdir, lambda: redis)
+            ready.append(spec)
             report.notes[spec.name] = spec.note
             report.rounds[spec.name] = []
-            rounds = min(settings.rounds, spec.max_rounds or settings.rounds)
-            for r in range(rounds):
+        # Rounds outermost: each round visits every target, so that the load
+        # other users put on a shared machine is spread over all of them.
+        for r in range(settings.rounds):
+            for spec in ready:
+                rounds = min(settings.rounds, spec.max_rounds or settings.rounds)
+                if r >= rounds or spec.name in report.errors:
+                    continue
                 log(f"{spec.name}: round {r + 1}/{rounds}")
                 try:
                     if redis is not None:
@@ -271,7 +277,7 @@ async def run(settings: Settings, only: list[str] | None, include_peers: bool, w
                 except Exception as e:  # a target that cannot start or answer
                     log(f"  !! {spec.name}: {e!r}")
                     report.errors[spec.name] = repr(e)[:1500]
-                    break
+                    continue
                 report.rounds[spec.name].append(result)
                 json_path.write_text(json.dumps(_as_json(report), indent=1))
     finally:

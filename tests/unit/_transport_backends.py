@@ -59,6 +59,7 @@ class Backend:
 
 class MemoryBackend(Backend):
     name = "memory"
+    controllable_clock = True
 
     def make(
         self,
@@ -67,7 +68,7 @@ class MemoryBackend(Backend):
         history_max_age: float = 0.0,
         clock: IReactorTime | None = None,
     ) -> ITransport:
-        self._transport = MemoryTransport(history_size)
+        self._transport = MemoryTransport(history_size, max_age=history_max_age, clock=clock)
         return self._transport
 
     def stored_ids(self) -> list[str]:

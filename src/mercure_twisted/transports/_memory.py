@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+from twisted.internet.interfaces import IReactorTime
+
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
@@ -23,13 +25,26 @@ class MemoryTransport:
     ``position - first position``: finding where a replay starts is a dict
     lookup, never a scan.  When an id was reused, it resolves to its
     earliest occurrence still in history, as draft-08 requires.
+
+    With ``max_age`` (seconds, 0: none) an update also leaves history once
+    it is older than that, by ``clock``: updates are stored in time order,
+    so expiry only ever pops from the left, when history is touched.
     """
 
     name = "memory"
 
-    def __init__(self, size: int = 1000) -> None:
+    def __init__(
+        self, size: int = 1000, *, max_age: float = 0.0, clock: IReactorTime | None = None
+    ) -> None:
         self._size = max(0, size)
+        self._max_age = max(0.0, max_age)
+        if self._max_age and clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        self._clock = clock
         self._log: deque[Update] = deque()
+        self._stored_at: deque[float] = deque()
         self._first_position: dict[str, int] = {}
         # How many updates in history carry each id: only an id stored more
         # than once needs a scan for its next occurrence when evicted.
@@ -48,13 +63,28 @@ class MemoryTransport:
         self._last_id = positioned.id
         if self._size:
             self._log.append(positioned)
+            if self._clock is not None:
+                self._stored_at.append(self._clock.seconds())
             self._first_position.setdefault(positioned.id, positioned.position)
             self._occurrences[positioned.id] = self._occurrences.get(positioned.id, 0) + 1
             while len(self._log) > self._size:
-                self._forget(self._log.popleft())
+                self._evict_oldest()
+            self._expire()
         if self._dispatch is not None:
             self._dispatch(positioned)
         return succeed(positioned)
+
+    def _evict_oldest(self) -> None:
+        if self._stored_at:
+            self._stored_at.popleft()
+        self._forget(self._log.popleft())
+
+    def _expire(self) -> None:
+        if not self._max_age or self._clock is None:
+            return
+        oldest_kept = self._clock.seconds() - self._max_age
+        while self._stored_at and self._stored_at[0] < oldest_kept:
+            self._evict_oldest()
 
     def _forget(self, evicted: Update) -> None:
         remaining = self._occurrences[evicted.id] - 1
@@ -71,6 +101,7 @@ class MemoryTransport:
                 break
 
     def history(self, last_event_id: str) -> Deferred[HistoryResult]:
+        self._expire()
         up_to = self._log[-1].position if self._log else None
         if last_event_id == EARLIEST:
             return succeed(HistoryResult(True, tuple(self._log), up_to))
@@ -88,6 +119,7 @@ class MemoryTransport:
         return succeed(None)
 
     def history_length(self) -> int:
+        self._expire()
         return len(self._log)
 
     def stop(self) -> None:

@@ -22,7 +22,9 @@ def transport_from_url(config: HubConfig, reactor: Any = None) -> ITransport:
 
         reactor = default_reactor
     if scheme == "memory":
-        return MemoryTransport(config.history_size)
+        return MemoryTransport(
+            config.history_size, max_age=config.history_max_age, clock=reactor
+        )
     if scheme == "sqlite":
         from ._sqlite import SQLiteTransport
 

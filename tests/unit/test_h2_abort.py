@@ -12,23 +12,9 @@ import h2.connection
 import h2.events
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import Site
 
-from mercure_twisted.web._sse import RequestSink, start_stream
-
-
-class _Streams(Resource):
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sinks: list[RequestSink] = []
-
-    def render_GET(self, request: object) -> object:
-        start_stream(request)  # type: ignore[arg-type]
-        self.sinks.append(RequestSink(request))  # type: ignore[arg-type]
-        return NOT_DONE_YET
+from tests.unit.test_hot_paths import _Stream
 
 
 class H2AbortTests(SynchronousTestCase):
@@ -36,7 +22,7 @@ class H2AbortTests(SynchronousTestCase):
         from twisted.web._http2 import H2Connection
 
         reactor = MemoryReactorClock()
-        resource = _Streams()
+        resource = _Stream()
         site = Site(resource, reactor=reactor)
         server = H2Connection(reactor)
         server.site = site

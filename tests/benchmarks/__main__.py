@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup", help="install the peers into tests/benchmarks/.peers/")
     again = sub.add_parser("report", help="rewrite RESULTS.md and the plot from RESULTS.json")
     again.add_argument("--out", type=Path, default=_targets.HERE / "RESULTS.md")
-    again.add_argument("--command", dest="command_", required=True,
-                       help="the command that produced RESULTS.json")
+    again.add_argument("--command", dest="command_",
+                       help="the command that produced RESULTS.json (default: the one it records)")
     args = parser.parse_args(argv)
 
     if args.command == "setup":
@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         import json
         path = args.out.with_suffix(".json")
-        _report.write(json.loads(path.read_text()), args.command_, args.out,
-                      args.out.with_name("latency.png"), path.stat().st_mtime)
+        result = json.loads(path.read_text())
+        _report.write(result, args.command_ or result["command"], args.out, _plot_path(args.out),
+                      path.stat().st_mtime)
         return 0
 
     settings = _run.Settings()
@@ -84,9 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     result = json.loads(json_path.read_text())
     result.update(started=started, finished=time.time(), command=command)
     json_path.write_text(json.dumps(result, indent=1))
-    _report.write(result, command, args.out, args.out.with_name("latency.png"), started)
+    _report.write(result, command, args.out, _plot_path(args.out), started)
     print(f"wrote {args.out}")
     return 0
+
+
+def _plot_path(out: Path) -> Path:
+    """latency.png beside RESULTS.md, latency-redis.png beside RESULTS-redis.md."""
+    return out.with_name(out.stem.replace("RESULTS", "latency", 1) + ".png")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,11 @@ def write(result: dict[str, Any], command: str, out: Path, png: Path, started: f
             f"{_cell(data[n], 'large_p50')} | {_cell(data[n], 'large_p99')} | {_cell(data[n], 'large_max')} | "
             f"{_r(_ratio(data, n, 'raw-twisted', 'large_p50'))} | {_r(_ratio(data, n, 'raw-node', 'large_p99'))} |")
     add("")
+    for n in names:
+        short = [r["incomplete"] for r in data[n] if "incomplete" in r]
+        if short:
+            add(f"{n}: {short[0]}, so its {large} columns are at that count (left out of the plot).")
+            add("")
     add(f"![latency against subscribers]({png.name})")
     add("")
 
@@ -246,7 +251,8 @@ def _plot(data: dict[str, list[dict[str, Any]]], settings: dict[str, Any], png: 
         for ax, q in zip(axes, ("p50", "p99")):
             ys, lo, hi, xs = [], [], [], []
             for size, prefix in zip(sizes, ("small", "large")):
-                s = summarize(_values(rounds, f"{prefix}_{q}"))
+                complete = [r for r in rounds if prefix == "small" or "incomplete" not in r]
+                s = summarize(_values(complete, f"{prefix}_{q}"))
                 if s is None:
                     continue
                 xs.append(size)

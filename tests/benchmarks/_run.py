@@ -141,10 +141,16 @@ async def one_round(spec: _targets.Spec, settings: Settings, workdir: Path, repo
         if not crowd.open_count():
             raise RuntimeError(f"every subscription refused (HTTP status: count) {crowd.statuses}")
         publisher = _load.Publisher(targets[0])
-        for _ in range(5):
+        deadline = time.monotonic() + 15  # a hub may answer 503 until its transport is up
+        ok = 0
+        while ok < 5:
             status = await publisher.publish(topic, _load.event_data()[1])
-            if status != 200:
+            if status == 200:
+                ok += 1
+            elif status != 503 or time.monotonic() > deadline:
                 raise RuntimeError(f"an authenticated publish answered {status}")
+            else:
+                await asyncio.sleep(0.5)
         publisher.close()
         await _close(crowd, running, addresses)
         if "rate" in settings.phases:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Callable, Iterable, Protocol, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .deadlines import Deadlines
 from .index import TopicIndex
 from .subscriber import Subscriber
 from .transports import IPresence, ITransport, SubscriptionRecord
@@ -66,7 +67,7 @@ class Hub:
         self._subscription_events = subscription_events
         self._index: TopicIndex[Subscriber] = TopicIndex()
         self.subscribers: dict[str, Subscriber] = {}
-        self._deadlines: dict[Subscriber, IDelayedCall] = {}
+        self._deadlines = Deadlines(clock, self._deadline_reached, self.subscribers.__contains__)
         self._heartbeat_loop: LoopingCall | None = None
         self.running = False
 
@@ -101,6 +102,7 @@ class Hub:
                 self._heartbeat_loop.stop()
             for subscriber in list(self.subscribers.values()):
                 subscriber.close("hub shutting down")
+            self._deadlines.stop()
             result = self.transport.stop()
             if isinstance(result, Deferred):
                 await result
@@ -180,9 +182,7 @@ class Hub:
         for observer in self._observers:
             observer.unsubscribed(subscriber, reason)
         self.transport.presence.remove(subscriber.id)
-        deadline = self._deadlines.pop(subscriber, None)
-        if deadline is not None and deadline.active():
-            deadline.cancel()
+        self._deadlines.discard(subscriber.id)
         self.log.debug(
             "subscriber {subscriber} closed: {reason}", subscriber=subscriber.id, reason=reason
         )
@@ -199,9 +199,12 @@ class Hub:
         if not candidates:
             return
         when, reason = min(candidates)
-        self._deadlines[subscriber] = self._clock.callLater(
-            max(0.0, when - now), subscriber.close, reason
-        )
+        self._deadlines.add(subscriber.id, when, reason)
+
+    def _deadline_reached(self, subscriber_id: str, reason: str) -> None:
+        subscriber = self.subscribers.get(subscriber_id)
+        if subscriber is not None:
+            subscriber.close(reason)
 
     def _announce(self, subscriber: Subscriber, *, active: bool) -> None:
         if self._subscription_events is None:

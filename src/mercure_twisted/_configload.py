@@ -22,6 +22,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+#: Values of ``log_level``, lowest first (twisted.logger's LogLevel names).
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
 #: Transport URL schemes this release can start (see transports/).
 SUPPORTED_TRANSPORTS = ("sqlite", "memory", "redis", "rediss")
 
@@ -127,6 +130,7 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "max_subscriber_buffer": _int,
     "metrics_listen": _str,
     "log_format": _str,
+    "log_level": _str,
     "shutdown_timeout": _float,
     "websub_public_url": _str,
     "websub_allow_networks": _str_list,
@@ -450,6 +454,10 @@ def validate(config: HubConfig) -> None:
     for iss in config.issuers:
         if not iss:
             raise ConfigError("issuer must not be empty")
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}"
+        )
     if config.log_format not in ("text", "json"):
         raise ConfigError(f'log_format must be "text" or "json", not {config.log_format!r}')
     if config.websub_public_url is not None and not _is_http_url(config.websub_public_url):

@@ -108,6 +108,8 @@ class HubConfig:
     # format, and how long SIGTERM waits for streams to end before aborting.
     metrics_listen: str | None = None
     log_format: str = "text"  # "text" or "json"
+    # Events below this level are dropped before they are formatted.
+    log_level: str = "info"  # "debug", "info", "warn", "error" or "critical"
     shutdown_timeout: float = 10.0
     # The optional WebSub bridge (``websub_bridge.config`` validates these
     # fully when ``tap.py`` wires it in): the base URL hubs reach its

@@ -69,6 +69,13 @@ def _protocol(value: str) -> str:
     return value
 
 
+def _log_level(value: str) -> str:
+    levels = ("debug", "info", "warn", "error", "critical")
+    if value not in levels:
+        raise ValueError(f"--log-level must be one of {', '.join(levels)}, not {value!r}")
+    return value
+
+
 def _log_format(value: str) -> str:
     if value not in ("text", "json"):
         raise ValueError(f"--log-format must be text or json, not {value!r}")
@@ -122,6 +129,7 @@ class Options(usage.Options):
         ["history-max-age", None, None, "Seconds an update stays in history, 0: no age limit (default: 0).", _seconds],
         ["metrics-listen", None, None, "Endpoint serving /metrics (and the health checks) apart from --listen, e.g. tcp:9100:interface=127.0.0.1 (default: /metrics on --listen)."],
         ["log-format", None, None, "Log output: text (default) or json (one object per line).", _log_format],
+        ["log-level", None, None, "Lowest level logged: debug, info (default), warn, error, critical.", _log_level],
         ["shutdown-timeout", None, None, "Seconds SIGTERM waits for streams and connections to close before aborting them, 0: no bound (default: 10).", _seconds],
         ["transport", None, None, "Transport URL: sqlite:///path.db (default: DATA_DIR/mercure.db), redis://host:6379/0 or memory://."],
         ["data-dir", None, None, "Directory of the hub's files (default: $STATE_DIRECTORY or ~/.local/share/mercure-twisted)."],
@@ -323,7 +331,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # is handed to twistd through the tree (the parent is twistd's options).
     top = HubTree(
         reactor, (site.connections,), config.shutdown_timeout,
-        log_observer_for(config.log_format, getattr(options, "parent", None)),
+        log_observer_for(config.log_format, getattr(options, "parent", None), config.log_level),
     )
     hub_service.setServiceParent(top)
     if bridge is not None:

@@ -70,6 +70,37 @@ class JSONTests(SynchronousTestCase):
                               "log_level": LogLevel.info, "log_namespace": "n"})
         self.assertIn('"o":"<object object at', line)
 
-    def test_text_keeps_twistd_observer(self) -> None:
-        self.assertIsNone(log_observer_for("text", {"nodaemon": True}))
+    def test_text_at_debug_keeps_twistd_observer(self) -> None:
+        self.assertIsNone(log_observer_for("text", {"nodaemon": True}, "debug"))
+        self.assertIsNone(log_observer_for("text", {"syslog": True}, "info"))
         self.assertIsNotNone(log_observer_for("json", {"nodaemon": True, "logfile": None}))
+
+    def test_levels_below_log_level_are_dropped_before_formatting(self) -> None:
+        import io
+        import sys
+
+        from twisted.logger import Logger
+
+        for log_format in ("text", "json"):
+            out = io.StringIO()
+            real, sys.stdout = sys.stdout, out
+            try:
+                observer = log_observer_for(log_format, {"nodaemon": True}, "info")
+            finally:
+                sys.stdout = real
+            assert observer is not None
+            log = Logger(namespace="mercure.test", observer=observer)
+            log.debug("hidden {x}", x=1)
+            log.info("shown {x}", x=2)
+            text = out.getvalue()
+            self.assertIn("shown 2", text)
+            self.assertNotIn("hidden", text)
+        out = io.StringIO()
+        real, sys.stdout = sys.stdout, out
+        try:
+            observer = log_observer_for("json", {"nodaemon": True}, "debug")
+        finally:
+            sys.stdout = real
+        assert observer is not None
+        Logger(namespace="mercure.test", observer=observer).debug("hidden {x}", x=1)
+        self.assertIn("hidden 1", out.getvalue())

@@ -67,3 +67,14 @@ def test_help_lists_them() -> None:
     text = str(Options(environ={}))
     for flag in ("--metrics-listen", "--log-format", "--shutdown-timeout"):
         assert flag in text
+
+
+def test_log_level_flag_toml_and_validation(tmp_path: Path) -> None:
+    assert parse().log_level == "info"
+    assert parse("--log-level", "debug").log_level == "debug"
+    path = tmp_path / "c.toml"
+    path.write_text('log_level = "warn"\n')
+    assert load_config(flags={}, environ={}, toml_path=str(path)).log_level == "warn"
+    path.write_text('log_level = "loud"\n')
+    with pytest.raises(ConfigError, match="log_level must be one of debug, info"):
+        load_config(flags={}, environ={}, toml_path=str(path))

@@ -138,8 +138,11 @@ class Subscriber:
                 return
             if self.wants(update):
                 self.send(update.encoded)
+        # Only a found id's replay covers events up to ``up_to``; an unknown
+        # one replays nothing, so every held event is still to be sent.
+        covered = history.found and history.up_to is not None
         for update in held:
-            if history.up_to is not None and update.position is not None:
+            if covered and update.position is not None:
                 if update.position <= history.up_to:
                     continue
             self.deliver(update)

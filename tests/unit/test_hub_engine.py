@@ -155,6 +155,29 @@ class HubTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(sink.ids(), ["live1", "live2"])
 
+    def test_live_events_during_an_unknown_id_replay_are_not_lost(self) -> None:
+        """An unknown id replays nothing: every live event held meanwhile is
+        sent, even those stored before the transport answered."""
+        self.publish(update("t", "old"))
+        sink = ListSink()
+        sub = Subscriber(
+            id="s", matchers=(compile_selector("t"),), match_types=("topic",), grants=ANONYMOUS,
+            dialect="07", sink=sink, clock=self.clock, on_close=lambda s, r: self.hub.unsubscribe(s, r),
+        )
+        pending: Deferred = Deferred()
+        original = self.transport.history
+        self.transport.history = lambda _id: pending  # type: ignore[method-assign]
+        headers: list[str | None] = []
+        d = ensureDeferred(self.hub.subscribe(sub, "never-seen", headers.append))
+        self.publish(update("t", "live1"))
+        history = self.successResultOf(original("never-seen"))
+        self.assertFalse(history.found)
+        self.publish(update("t", "live2"))
+        pending.callback(history)
+        self.successResultOf(d)
+        self.assertEqual(headers, ["earliest"])
+        self.assertEqual(sink.ids(), ["live1", "live2"])
+
     def test_heartbeat_after_silence(self) -> None:
         _, sink, _ = self.subscriber("t")
         for _ in range(7):

@@ -75,7 +75,10 @@ class FastWriteTests(SynchronousTestCase):
         self.client.setblocking(False)
         try:
             while True:
-                chunks += self.client.recv(65536)
+                chunk = self.client.recv(65536)
+                if not chunk:  # the server side closed: nothing more will come
+                    break
+                chunks += chunk
         except BlockingIOError:
             pass
         return chunks

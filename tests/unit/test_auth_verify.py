@@ -400,3 +400,58 @@ def test_reactor_alias_and_real_reactor_default() -> None:
     v = TokenVerifier(HubConfig(keys=(KeySpec("publisher", key=SECRET),)), reactor=clock())
     tok = token07({"mercure": {"publish": ["*"]}, "exp": NOW + 1})
     assert run(v.verify(tok, "publisher", HUB)).dialect == "07"
+
+
+# -- remembered verifications ----------------------------------------------------
+
+
+def test_a_verified_token_is_remembered_never_past_its_exp() -> None:
+    tok = token07({"mercure": {"publish": ["*"]}, "exp": NOW + 30})
+    v = verifier()
+    checks: list[str] = []
+    real = v._check_signature
+
+    async def counted(*args: Any) -> None:
+        checks.append("checked")
+        await real(*args)
+
+    v._check_signature = counted  # type: ignore[method-assign]
+    first = run(v.verify(tok, "publisher", HUB))
+    assert run(v.verify(tok, "publisher", HUB)) is first
+    assert checks == ["checked"]
+    # Another role or resource is verified on its own.
+    run(v.verify(tok, "subscriber", HUB))
+    assert checks == ["checked", "checked"]
+    # At exp the remembered grants are gone and the token is refused again.
+    v._clock.advance(30)  # type: ignore[attr-defined]
+    assert refused(v, tok).reason.startswith("token expired at ")
+
+
+def test_remembered_for_at_most_verified_ttl_and_failures_never() -> None:
+    tok = token07({"mercure": {"publish": ["*"]}})
+    v = verifier()
+    checks: list[str] = []
+    real = v._check_signature
+
+    async def counted(*args: Any) -> None:
+        checks.append("checked")
+        await real(*args)
+
+    v._check_signature = counted  # type: ignore[method-assign]
+    run(v.verify(tok, "publisher", HUB))
+    v._clock.advance(v.verified_ttl)  # type: ignore[attr-defined]
+    run(v.verify(tok, "publisher", HUB))
+    assert checks == ["checked", "checked"]
+    forged = tok[: tok.rindex(".") + 1] + "A" * 43
+    refused(v, forged)
+    refused(v, forged)
+    assert checks == ["checked"] * 4
+
+
+def test_remembered_tokens_are_bounded() -> None:
+    v = verifier()
+    v.verified_cache_size = 3
+    tokens = [token07({"mercure": {"publish": [f"t{i}"]}}) for i in range(5)]
+    for tok in tokens:
+        run(v.verify(tok, "publisher", HUB))
+    assert len(v._verified) == 3

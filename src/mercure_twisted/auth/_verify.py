@@ -30,6 +30,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import base64
 import binascii
 import json
@@ -287,6 +289,7 @@ class TokenVerifier:
             }
         else:
             self._sources = {role: tuple(sources.get(role, ())) for role in _ROLES}
+        self._verified: OrderedDict[tuple[str, str, str], tuple[Grants, float]] = OrderedDict()
 
     def sources(self, role: Role) -> tuple[IKeySource, ...]:
         return self._sources[role]
@@ -299,8 +302,36 @@ class TokenVerifier:
             return tuple(self.config.issuers)
         return None
 
+    #: How many verified tokens are remembered, and for how long at most.
+    #: A backend publishing with the same token pays for its signature check
+    #: once a minute instead of on every publish (~60% of a publish's CPU).
+    #: Only successes are remembered, never past the token's ``exp``; a key
+    #: removed from a JWKS stops being honoured within ``verified_ttl``.
+    verified_cache_size: int = 4096
+    verified_ttl: float = 60.0
+
     async def verify(self, token: str, role: Role, resource: str) -> Grants:
         """The grants of a valid token, or TokenError(401, "invalid_token", reason)."""
+        key = (token, role, resource)
+        now = self._clock.seconds()
+        cached = self._verified.get(key)
+        if cached is not None:
+            grants, valid_until = cached
+            if now < valid_until:
+                self._verified.move_to_end(key)
+                return grants
+            del self._verified[key]
+        grants = await self._verify(token, role, resource)
+        valid_until = now + self.verified_ttl
+        if grants.expires_at is not None:
+            valid_until = min(valid_until, grants.expires_at + self.leeway)
+        if self.verified_cache_size > 0 and valid_until > now:
+            self._verified[key] = (grants, valid_until)
+            if len(self._verified) > self.verified_cache_size:
+                self._verified.popitem(last=False)
+        return grants
+
+    async def _verify(self, token: str, role: Role, resource: str) -> Grants:
         if len(token) > self.max_token_length:
             raise _invalid(
                 f"token is {len(token)} characters long; this hub accepts at most {self.max_token_length}"

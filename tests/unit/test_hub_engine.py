@@ -10,7 +10,7 @@ from mercure_twisted.auth import ANONYMOUS, GrantRule, Grants
 from mercure_twisted.hub import Hub
 from mercure_twisted.matching import compile_matcher, compile_selector
 from mercure_twisted.subscriber import Subscriber
-from mercure_twisted.transports import MemoryTransport
+from mercure_twisted.transports import HistoryResult, MemoryTransport
 from mercure_twisted.update import Update
 
 from ._sinks import ListSink
@@ -135,29 +135,10 @@ class HubTests(SynchronousTestCase):
         _, sink, _ = self.subscriber("t", last_event_id="earliest")
         self.assertEqual(sink.ids(), [f"e{i}" for i in range(15, 25)])
 
-    def test_live_events_during_replay_neither_lost_nor_duplicated(self) -> None:
-        self.publish(update("t", "old"))
-        sink = ListSink()
-        sub = Subscriber(
-            id="s", matchers=(compile_selector("t"),), match_types=("topic",), grants=ANONYMOUS,
-            dialect="07", sink=sink, clock=self.clock, on_close=lambda s, r: self.hub.unsubscribe(s, r),
-        )
-        # The replay is slow: its answer arrives after live events did, and
-        # covers live1 (stored before the transport answered) but not live2.
-        pending: Deferred = Deferred()
-        original = self.transport.history
-        self.transport.history = lambda _id: pending  # type: ignore[method-assign]
-        d = ensureDeferred(self.hub.subscribe(sub, "old", lambda _: None))
-        self.publish(update("t", "live1"))
-        history = self.successResultOf(original("old"))
-        self.publish(update("t", "live2"))
-        pending.callback(history)
-        self.successResultOf(d)
-        self.assertEqual(sink.ids(), ["live1", "live2"])
-
-    def test_live_events_during_an_unknown_id_replay_are_not_lost(self) -> None:
-        """An unknown id replays nothing: every live event held meanwhile is
-        sent, even those stored before the transport answered."""
+    def slow_replay(self, last_event_id: str) -> tuple[ListSink, list[str | None], HistoryResult]:
+        """Subscribe with a slow replay: its answer arrives after live events
+        did, and is as of live1 (stored before the transport answered), not
+        of live2."""
         self.publish(update("t", "old"))
         sink = ListSink()
         sub = Subscriber(
@@ -168,13 +149,24 @@ class HubTests(SynchronousTestCase):
         original = self.transport.history
         self.transport.history = lambda _id: pending  # type: ignore[method-assign]
         headers: list[str | None] = []
-        d = ensureDeferred(self.hub.subscribe(sub, "never-seen", headers.append))
+        d = ensureDeferred(self.hub.subscribe(sub, last_event_id, headers.append))
         self.publish(update("t", "live1"))
-        history = self.successResultOf(original("never-seen"))
-        self.assertFalse(history.found)
+        history = self.successResultOf(original(last_event_id))
         self.publish(update("t", "live2"))
         pending.callback(history)
         self.successResultOf(d)
+        return sink, headers, history
+
+    def test_live_events_during_replay_neither_lost_nor_duplicated(self) -> None:
+        sink, _, history = self.slow_replay("old")
+        self.assertTrue(history.found)
+        self.assertEqual(sink.ids(), ["live1", "live2"])
+
+    def test_live_events_during_an_unknown_id_replay_are_not_lost(self) -> None:
+        """An unknown id replays nothing: every live event held meanwhile is
+        sent, even those stored before the transport answered."""
+        sink, headers, history = self.slow_replay("never-seen")
+        self.assertFalse(history.found)
         self.assertEqual(headers, ["earliest"])
         self.assertEqual(sink.ids(), ["live1", "live2"])
 

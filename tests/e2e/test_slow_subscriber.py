@@ -11,7 +11,6 @@ healthy one must receive every update.
 from __future__ import annotations
 
 import re
-
 import socket
 import threading
 import time

@@ -128,6 +128,8 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "max_matcher_length": _int,
     "max_topics": _int,
     "max_subscriber_buffer": _int,
+    "max_connections": _int,
+    "max_connections_per_client": _int,
     "metrics_listen": _str,
     "log_format": _str,
     "log_level": _str,
@@ -161,6 +163,8 @@ _INT_SETTINGS = (
     "max_matcher_length",
     "max_topics",
     "max_subscriber_buffer",
+    "max_connections",
+    "max_connections_per_client",
 )
 
 

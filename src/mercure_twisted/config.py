@@ -103,6 +103,10 @@ class HubConfig:
     max_topics: int = 100
     # A subscriber whose unwritten events exceed this many bytes is cut off.
     max_subscriber_buffer: int = 4 * 1024 * 1024
+    # Concurrent subscriptions (429 beyond): in total (0: what the open-file
+    # limit allows) and per client address (0: no per-address bound).
+    max_connections: int = 0
+    max_connections_per_client: int = 0
     # Production (see metrics.py, logs.py, shutdown.py): a separate endpoint
     # for /metrics (None: /metrics on the main listeners), the log output
     # format, and how long SIGTERM waits for streams to end before aborting.

@@ -126,6 +126,8 @@ class Options(usage.Options):
         ["issuer", None, None, "Draft-08 issuer (iss) the keys are bound to."],
         ["protocol", None, None, "Protocol generations: 1 (draft-08), 0 (draft-07) or both (default).", _protocol],
         ["history-size", None, None, "Updates kept for Last-Event-ID (default: 1000).", _count],
+        ["max-connections", None, None, "Max concurrent subscriptions, 0: the open-file limit less 128 (default: 0).", _count],
+        ["max-connections-per-client", None, None, "Max concurrent subscriptions per client address, 0: no bound (default: 0).", _count],
         ["history-max-age", None, None, "Seconds an update stays in history, 0: no age limit (default: 0).", _seconds],
         ["metrics-listen", None, None, "Endpoint serving /metrics (and the health checks) apart from --listen, e.g. tcp:9100:interface=127.0.0.1 (default: /metrics on --listen)."],
         ["log-format", None, None, "Log output: text (default) or json (one object per line).", _log_format],

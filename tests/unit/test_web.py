@@ -320,6 +320,41 @@ class CORSTests(WebTestCase):
         self.assertIn("Authorization", response.headers.getRawHeaders("access-control-allow-headers")[0])
 
 
+class ConnectionLimitTests(WebTestCase):
+    """Draft-08: bounds on concurrent connections, per client and in total, 429 beyond."""
+
+    def test_per_client_limit(self) -> None:
+        self.web = make_hub(anonymous=True, max_connections_per_client=2)
+        first = self.stream("topic=t")
+        self.stream("match=t")
+        code, body, response = self.get(self.web.url("?topic=t"))
+        self.assertEqual(code, 429)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["10"])
+        self.assertIn(b"too many subscriptions from", body)
+        self.assertEqual(len(self.web.hub.subscribers), 2)
+        first.disconnect()
+        self.stream("topic=t")  # the slot was given back
+        self.assertEqual(len(self.web.hub.subscribers), 2)
+
+    def test_total_limit(self) -> None:
+        self.web = make_hub(anonymous=True, max_connections=1)
+        self.stream("topic=t")
+        code, body, _ = self.get(self.web.url("?topic=t"))
+        self.assertEqual(code, 429)
+        self.assertIn(b"maximum of 1 subscriptions", body)
+
+    def test_default_total_follows_the_open_file_limit(self) -> None:
+        import resource
+
+        from mercure_twisted.web._limits import RESERVED_FILES
+
+        from mercure_twisted.web._limits import ConnectionLimits
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertEqual(ConnectionLimits(0, 0).max_total, max(1, soft - RESERVED_FILES))
+        self.assertFalse(ConnectionLimits(0, 0).per_client)
+
+
 class SubscriptionTests(WebTestCase):
     settings = {"anonymous": True, "subscriptions": True}
 

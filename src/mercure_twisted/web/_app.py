@@ -39,6 +39,7 @@ from ..update import Update, new_event_id
 from ..urlencoded import query_of
 from ..validation import RETRY_DIGITS, addresses_reserved_namespace, forbidden_character
 from ._cors import CORSPolicy
+from ._limits import ConnectionLimits
 from ._forms import parse_form
 from ._responses import answer_error, bearer_challenge
 from ._sse import RequestSink, start_stream
@@ -63,6 +64,7 @@ class HubWeb:
         self.verifier = verifier
         self.clock = clock
         self.cors = CORSPolicy(config.cors_origins)
+        self.limits = ConnectionLimits(config.max_connections, config.max_connections_per_client)
         self.hub_path = config.hub_path
 
     # -- helpers ----------------------------------------------------------
@@ -181,6 +183,11 @@ class HubWeb:
             start_stream(request)
             return b""
 
+        client = _client_address(request)
+        refusal = self.limits.refusal(len(self.hub.subscribers), client)
+        if refusal is not None:
+            request.setHeader(b"Retry-After", b"10")
+            return answer_error(request, 429, refusal)
         if sink is None:
             sink = RequestSink(request)
         subscriber = Subscriber(
@@ -191,10 +198,11 @@ class HubWeb:
             dialect=dialect.name,
             sink=sink,
             clock=self.clock,
-            on_close=self.hub.unsubscribe,
+            on_close=self._closed if self.limits.per_client else self.hub.unsubscribe,
             max_buffer=self.config.max_subscriber_buffer,
             dispatch_timeout=self.config.dispatch_timeout,
         )
+        self.limits.opened(subscriber.id, client)
         started = False
 
         def before_replay(response_last_event_id: str | None) -> None:
@@ -226,6 +234,10 @@ class HubWeb:
         # The stream is open: this coroutine ends here and keeps nothing
         # alive; the subscriber finishes the response when its stream ends.
         return None
+
+    def _closed(self, subscriber: Subscriber, reason: str) -> None:
+        self.limits.closed(subscriber.id)
+        self.hub.unsubscribe(subscriber, reason)
 
     def render_subscribe(self, request: IRequest) -> object:
         """Serve a subscription on plain twisted.web (see ``HubResource``).
@@ -512,3 +524,9 @@ def _finished(request: IRequest) -> bool:
 
 class _Forbidden(Exception):
     """A valid token presented in a way this request may not use."""
+
+
+def _client_address(request: IRequest) -> str:
+    """The peer's address (a reverse proxy's, behind one)."""
+    address = request.getClientAddress()
+    return str(getattr(address, "host", address))

@@ -405,9 +405,8 @@ def test_reactor_alias_and_real_reactor_default() -> None:
 # -- remembered verifications ----------------------------------------------------
 
 
-def test_a_verified_token_is_remembered_never_past_its_exp() -> None:
-    tok = token07({"mercure": {"publish": ["*"]}, "exp": NOW + 30})
-    v = verifier()
+def count_signature_checks(v: TokenVerifier) -> list[str]:
+    """A list that gets one entry per signature the verifier really checks."""
     checks: list[str] = []
     real = v._check_signature
 
@@ -416,6 +415,13 @@ def test_a_verified_token_is_remembered_never_past_its_exp() -> None:
         await real(*args)
 
     v._check_signature = counted  # type: ignore[method-assign]
+    return checks
+
+
+def test_a_verified_token_is_remembered_never_past_its_exp() -> None:
+    tok = token07({"mercure": {"publish": ["*"]}, "exp": NOW + 30})
+    v = verifier()
+    checks = count_signature_checks(v)
     first = run(v.verify(tok, "publisher", HUB))
     assert run(v.verify(tok, "publisher", HUB)) is first
     assert checks == ["checked"]
@@ -430,14 +436,7 @@ def test_a_verified_token_is_remembered_never_past_its_exp() -> None:
 def test_remembered_for_at_most_verified_ttl_and_failures_never() -> None:
     tok = token07({"mercure": {"publish": ["*"]}})
     v = verifier()
-    checks: list[str] = []
-    real = v._check_signature
-
-    async def counted(*args: Any) -> None:
-        checks.append("checked")
-        await real(*args)
-
-    v._check_signature = counted  # type: ignore[method-assign]
+    checks = count_signature_checks(v)
     run(v.verify(tok, "publisher", HUB))
     v._clock.advance(v.verified_ttl)  # type: ignore[attr-defined]
     run(v.verify(tok, "publisher", HUB))

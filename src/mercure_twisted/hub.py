@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Protocol, Sequence
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -150,7 +150,9 @@ class Hub:
         self._index.add(subscriber, subscriber.matchers)
         for observer in self._observers:
             observer.subscribed(subscriber)
-        self.transport.presence.add(subscriber.id, subscriber.records())
+        presence: IPresence | None = self.transport.presence
+        if presence is not None:
+            presence.add(subscriber.id, subscriber.records())
         self._schedule_deadline(subscriber)
         if last_event_id is None:
             before_replay(None)
@@ -181,7 +183,9 @@ class Hub:
         self._index.remove(subscriber, subscriber.matchers)
         for observer in self._observers:
             observer.unsubscribed(subscriber, reason)
-        self.transport.presence.remove(subscriber.id)
+        presence: IPresence | None = self.transport.presence
+        if presence is not None:
+            presence.remove(subscriber.id)
         self._deadlines.discard(subscriber.id)
         self.log.debug(
             "subscriber {subscriber} closed: {reason}", subscriber=subscriber.id, reason=reason
@@ -231,7 +235,9 @@ class Hub:
     def subscriptions(self) -> Deferred[list[SubscriptionRecord]]:
         """Every active subscription of the hub: of the whole cluster when
         the transport is shared (its presence), else of this process."""
-        presence: IPresence = self.transport.presence
+        presence: IPresence | None = self.transport.presence
+        if presence is None:
+            return succeed([r for s in self.subscribers.values() for r in s.records()])
         return presence.active()
 
     def last_event_id(self) -> str:

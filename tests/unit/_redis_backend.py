@@ -19,6 +19,7 @@ class RedisBackend(Backend):
     name = "redis"
     # A transport made again on the same Redis finds what was stored.
     durable = True
+    shared = True
     # Ages are Redis's own clock (TIME, stream ids): tests/unit/
     # test_redis_transport.py checks retention by age on real time instead.
     controllable_clock = False

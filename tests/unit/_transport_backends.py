@@ -36,6 +36,8 @@ class Backend:
     durable = False
     #: ``make(clock=...)`` is honoured for ``history_max_age``.
     controllable_clock = False
+    #: Several processes share it (and its presence).
+    shared = False
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path

@@ -355,6 +355,25 @@ class ConnectionLimitTests(WebTestCase):
         self.assertFalse(ConnectionLimits(0, 0).per_client)
 
 
+class SharedPresence:
+    """Another node's view of the cluster, as a cluster transport's IPresence
+    gives it (the Redis one is tested end to end in test_redis_cluster)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, tuple[Any, ...]] = {}
+
+    def add(self, subscriber: str, records: tuple[Any, ...]) -> None:
+        self.records[subscriber] = records
+
+    def remove(self, subscriber: str) -> None:
+        self.records.pop(subscriber, None)
+
+    def active(self) -> Any:
+        from twisted.internet.defer import succeed
+
+        return succeed([r for rs in self.records.values() for r in rs])
+
+
 class SubscriptionTests(WebTestCase):
     settings = {"anonymous": True, "subscriptions": True}
 
@@ -419,7 +438,8 @@ class SubscriptionTests(WebTestCase):
         every node: the API lists them, not only this process's."""
         from mercure_twisted.transports import SubscriptionRecord
 
-        presence = self.web.hub.transport.presence
+        presence = SharedPresence()
+        self.web.hub.transport.presence = presence
         presence.add("urn:uuid:other-node-subscriber", (
             SubscriptionRecord("urn:uuid:other-node-subscriber", "07", "topic", "https://example.com/elsewhere"),
             SubscriptionRecord("urn:uuid:other-node-subscriber", "08", "exact", "https://example.com/08"),
@@ -440,7 +460,9 @@ class SubscriptionTests(WebTestCase):
 
         from mercure_twisted.transports import TransportUnavailable
 
-        self.web.hub.transport.presence.active = lambda: fail(TransportUnavailable("redis is down"))
+        presence = SharedPresence()
+        presence.active = lambda: fail(TransportUnavailable("redis is down"))  # type: ignore[method-assign]
+        self.web.hub.transport.presence = presence
         token = draft07_token(subscribe=["/.well-known/mercure/subscriptions{/topic}{/subscriber}"])
         code, body, _ = self.get(self.web.url("/subscriptions"), headers={"Authorization": [f"Bearer {token}"]})
         self.assertEqual(code, 503)

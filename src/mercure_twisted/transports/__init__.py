@@ -15,14 +15,12 @@ from ._interface import (
     TransportUnavailable,
 )
 from ._memory import MemoryTransport
-from ._presence import LocalPresence
 from ._select import transport_from_url
 
 __all__ = [
     "HistoryResult",
     "IPresence",
     "ITransport",
-    "LocalPresence",
     "MemoryTransport",
     "SubscriptionRecord",
     "TransportUnavailable",

@@ -64,8 +64,9 @@ class ITransport(Interface):
 
     name = Attribute("Short name used in logs and metrics, e.g. 'memory'.")
     presence = Attribute(
-        "The IPresence of this transport: local for memory and SQLite, "
-        "shared by every node for a cluster transport."
+        "The IPresence shared by every node of a cluster transport, or None "
+        "for a single-process transport (memory, SQLite): the hub then lists "
+        "its own subscribers, and keeps no second copy of them."
     )
 
     def start(dispatch: Callable[[Update], None]) -> Deferred[None] | None:

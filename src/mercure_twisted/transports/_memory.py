@@ -12,7 +12,6 @@ from zope.interface import implementer
 
 from ..update import Update
 from ._interface import HistoryResult, ITransport
-from ._presence import LocalPresence
 
 EARLIEST = "earliest"
 
@@ -52,7 +51,7 @@ class MemoryTransport:
         self._next_position = 0
         self._dispatch: Callable[[Update], None] | None = None
         self._last_id: str | None = None
-        self.presence = LocalPresence()
+        self.presence = None  # one process: the hub lists its own subscribers
 
     def start(self, dispatch: Callable[[Update], None]) -> None:
         self._dispatch = dispatch

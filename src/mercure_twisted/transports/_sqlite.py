@@ -51,7 +51,6 @@ from zope.interface import implementer
 from ..config import ConfigError, HubConfig
 from ..update import Update
 from ._interface import HistoryResult, ITransport, TransportUnavailable
-from ._presence import LocalPresence
 from ._sqlite_store import Found, LockFile, Maintained, SQLiteStore, StoreError, Written
 
 __all__ = ["SQLiteTransport", "parse_sqlite_url"]
@@ -135,7 +134,7 @@ class SQLiteTransport:
         self._interval = maintenance_interval
         self._batch_limit = max(1, batch_limit)
         self._chunk = max(1, chunk)
-        self.presence = LocalPresence()
+        self.presence = None  # one process: the hub lists its own subscribers
         self._lock, self._store = self._open(synchronous)
         state = self._store.state
         self._count = state.count

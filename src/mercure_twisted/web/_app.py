@@ -309,7 +309,7 @@ class HubWeb:
 
     # -- publish ----------------------------------------------------------
 
-    @app.route(HUB_PATH, methods=["POST"])
+    # Served by HubResource directly, not through Klein (see web/_root.py).
     async def publish(self, request: IRequest) -> Any:
         self.cors.apply(request)
         request.setHeader(b"Link", self.discovery_link(request))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..metrics import HubMetrics
     from ._health import OperationsResource
 
-_SUBSCRIBE_PATH = HUB_PATH.encode("ascii")
+_HUB_PATH = HUB_PATH.encode("ascii")
 _SUBSCRIBE_METHODS = frozenset({b"GET", b"HEAD", b"QUERY"})
 
 
@@ -82,7 +82,7 @@ class HubResource(Resource):
         return found
 
     def render(self, request: IRequest) -> object:
-        if request.path == _SUBSCRIBE_PATH and request.method in _SUBSCRIBE_METHODS:
+        if request.path == _HUB_PATH and request.method in _SUBSCRIBE_METHODS:
             return self._web.render_subscribe(request)
         if self._mounts:
             mounted = self._mounted(request.path)
@@ -90,9 +90,9 @@ class HubResource(Resource):
                 return mounted.render(request)
         if self._operations is not None and self._operations.serves(request.path):
             return self._operations.render(request)
-        if self._metrics is not None and request.path == _SUBSCRIBE_PATH and request.method == b"POST":
-            self._metrics.observe_publish(request, self._web.clock)
-        if request.path == _SUBSCRIBE_PATH and request.method == b"POST":
+        if request.path == _HUB_PATH and request.method == b"POST":
+            if self._metrics is not None:
+                self._metrics.observe_publish(request, self._web.clock)
             return self._render_publish(request)
         return self._klein.render(request)
 

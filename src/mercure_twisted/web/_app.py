@@ -144,7 +144,7 @@ class HubWeb:
 
     # -- subscribe --------------------------------------------------------
 
-    async def subscribe(self, request: IRequest, sink: RequestSink | None = None) -> bytes | None:
+    async def subscribe(self, request: IRequest, sink: RequestSink) -> bytes | None:
         self.cors.apply(request)
         request.setHeader(b"Link", self.discovery_link(request))
         try:
@@ -188,8 +188,6 @@ class HubWeb:
         if refusal is not None:
             request.setHeader(b"Retry-After", b"10")
             return answer_error(request, 429, refusal)
-        if sink is None:
-            sink = RequestSink(request)
         subscriber = Subscriber(
             id=new_event_id(),
             matchers=params.matchers,

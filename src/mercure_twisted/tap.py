@@ -21,6 +21,7 @@ from twisted.application.service import MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ._configload import LOG_LEVELS
 from .config import ConfigError, HubConfig, load_config
 
 __all__ = ["Options", "makeService", "raise_nofile_limit", "with_backlog"]
@@ -70,9 +71,8 @@ def _protocol(value: str) -> str:
 
 
 def _log_level(value: str) -> str:
-    levels = ("debug", "info", "warn", "error", "critical")
-    if value not in levels:
-        raise ValueError(f"--log-level must be one of {', '.join(levels)}, not {value!r}")
+    if value not in LOG_LEVELS:
+        raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
     return value
 
 

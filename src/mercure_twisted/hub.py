@@ -22,7 +22,7 @@ from .subscriber import Subscriber
 from .transports import IPresence, ITransport, SubscriptionRecord
 from .update import Update
 
-__all__ = ["Hub", "HubObserver", "SubscriptionEvents"]
+__all__ = ["Hub", "HubObserver", "SubscriptionEvents", "UpdateListener"]
 
 
 class HubObserver(Protocol):
@@ -44,6 +44,11 @@ class HubObserver(Protocol):
 #: Builds the subscription-event updates of a subscriber that starts
 #: (``True``) or ends (``False``): one per subscription, in its dialect.
 SubscriptionEvents = Callable[[Subscriber, bool], Iterable[Update]]
+
+#: Called with every update the engine dispatches, private ones included
+#: (the listener decides what it may pass on): the in-process WebSub hub
+#: role reads the hub's updates this way, with no HTTP and no subscriber.
+UpdateListener = Callable[[Update], None]
 
 
 class Hub:
@@ -69,7 +74,13 @@ class Hub:
         self.subscribers: dict[str, Subscriber] = {}
         self._deadlines = Deadlines(clock, self._deadline_reached, self.subscribers.__contains__)
         self._heartbeat_loop: LoopingCall | None = None
+        self._listeners: tuple[UpdateListener, ...] = ()
         self.running = False
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The clock the engine's timers run on (a ``task.Clock`` in tests)."""
+        return self._clock
 
     # -- lifecycle --------------------------------------------------------
 
@@ -119,6 +130,17 @@ class Hub:
         """
         return self.transport.publish(update)
 
+    def add_listener(self, listener: UpdateListener) -> Callable[[], None]:
+        """Call ``listener`` with every dispatched update, after the
+        subscribers; returns the function that removes it.  A listener that
+        raises is logged and kept: it never stops a dispatch."""
+        self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            self._listeners = tuple(l for l in self._listeners if l is not listener)
+
+        return remove
+
     def _dispatch(self, update: Update) -> None:
         started = self._clock.seconds()
         receivers = 0
@@ -127,6 +149,11 @@ class Hub:
                 continue
             subscriber.deliver(update)
             receivers += 1
+        for listener in self._listeners:
+            try:
+                listener(update)
+            except Exception:
+                self.log.failure("an update listener failed on {id}", id=update.id)
         for observer in self._observers:
             observer.dispatched(update, receivers, self._clock.seconds() - started)
 

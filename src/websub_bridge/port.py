@@ -2,19 +2,29 @@
 
 The bridge never touches the hub's engine or its token code directly: it
 publishes updates and asks whether a request's publisher token may publish
-on a topic, through `IHubPort`.  `InProcessPort` is the adapter used inside
-``twistd mercure`` (the hub's own `Hub` and `TokenVerifier`, so tokens are
-checked exactly as for a publish); part 2's standalone bridge adds an
-adapter that talks to any Mercure hub over HTTP.
+on a topic, and it reads the hub's public updates with `IHubPort.watch`.
+`InProcessPort` is the adapter used inside ``twistd mercure`` (the hub's own
+`Hub` and `TokenVerifier`, so tokens are checked exactly as for a publish);
+``websub_bridge.http_port`` is the adapter of the standalone bridge, which
+talks to any Mercure hub over HTTP and SSE.
+
+Watching is per topic or, where the adapter can (``watches_all``), of every
+public update at once: over SSE an event does not say which of the
+subscribed topics it was published to, so the HTTP adapter opens one stream
+per concrete topic, while the in-process adapter sees each update's topics.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from mercure_twisted.auth import TokenError, forbidden_publish, read_token
@@ -29,6 +39,9 @@ __all__ = [
     "IHubPort",
     "InProcessPort",
     "NotAuthorized",
+    "ReceivedUpdate",
+    "UpdateHandler",
+    "Watch",
     "mercure_id",
     "topic_problem",
 ]
@@ -50,7 +63,45 @@ class HubUnavailable(Exception):
     """The hub could not store the update (retry later: 503)."""
 
 
+@attrs.frozen
+class ReceivedUpdate:
+    """A public Mercure update as the bridge sees it.
+
+    ``topics`` are the update's topics where the adapter knows them (in
+    process); over SSE they are the one watched topic.
+    """
+
+    id: str
+    topics: tuple[str, ...]
+    data: str
+    type: str | None = None
+
+
+#: Receives the watched updates one at a time, in order: the next one is
+#: handed over only once the previous call's awaitable has finished, so a
+#: handler that stores a cursor after each update never skips one.  A
+#: handler that raises loses that update (it is logged): handlers retry
+#: what they must themselves.
+UpdateHandler = Callable[[ReceivedUpdate], Awaitable[None]]
+
+
+class Watch(Protocol):
+    def stop(self) -> None:
+        """Stop receiving (an update being handled finishes; no more follow)."""
+
+
 class IHubPort(Protocol):
+    #: True when ``watch(None, ...)`` is supported: every public update, of
+    #: every topic, on one watch.
+    watches_all: bool
+
+    def watch(self, topic: str | None, since: str | None, on_update: UpdateHandler) -> Watch:
+        """Hand ``on_update`` the public updates of ``topic`` (of every topic
+        when None and ``watches_all``), first those stored after ``since``
+        (when it is not None, as with ``Last-Event-ID``), then live ones,
+        without a gap or a duplicate between the two.  Private updates are
+        never handed over."""
+
     async def publish(
         self,
         topics: Sequence[str],
@@ -103,6 +154,8 @@ def mercure_id(entry_id: str | None) -> str:
 
 class InProcessPort:
     """The port inside ``twistd mercure``: this process's hub and verifier."""
+
+    watches_all = True
 
     def __init__(
         self,
@@ -157,3 +210,102 @@ class InProcessPort:
 
     def topic_problem(self, topic: str) -> str | None:
         return topic_problem(topic, self._hub_url(None))
+
+    def watch(self, topic: str | None, since: str | None, on_update: UpdateHandler) -> Watch:
+        return _HubWatch(self._hub, topic, since, on_update)
+
+
+class _HubWatch:
+    """Updates of this process's hub, from its dispatch (`Hub.add_listener`).
+
+    With ``since``, live updates are held while history is read and released
+    after it, skipping those the replay covered (the same rule as a
+    subscriber's replay).  A history read that fails is retried every few
+    seconds, still holding: nothing live is lost meanwhile.
+    """
+
+    log = Logger()
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, hub: Hub, topic: str | None, since: str | None, on_update: UpdateHandler) -> None:
+        self._hub = hub
+        self._topic = topic
+        self._on_update = on_update
+        self._queue: deque[ReceivedUpdate] = deque()
+        self._draining = False
+        self._stopped = False
+        self._retry: IDelayedCall | None = None
+        self._held: list[Update] | None = [] if since is not None else None
+        self._remove = hub.add_listener(self._live)
+        if since is not None:
+            self._read_history(since)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._remove()
+        self._queue.clear()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+
+    def _wanted(self, update: Update) -> bool:
+        return not update.private and (self._topic is None or self._topic in update.topics)
+
+    def _live(self, update: Update) -> None:
+        if self._stopped or not self._wanted(update):
+            return
+        if self._held is not None:
+            self._held.append(update)
+        else:
+            self._push(update)
+
+    def _read_history(self, since: str) -> None:
+        d = Deferred.fromCoroutine(self._replay(since))
+        d.addErrback(lambda f: self.log.failure("websub watch replay failed", f))
+
+    async def _replay(self, since: str) -> None:
+        try:
+            history = await self._hub.transport.history(since)
+        except Exception as e:
+            if self._stopped:
+                return
+            self.log.warn(
+                "websub watch could not read history after {since} ({error}); retrying",
+                since=since, error=str(e),
+            )
+            self._retry = self._hub.clock.callLater(self.RETRY_SECONDS, self._read_history, since)
+            return
+        if self._stopped:
+            return
+        held, self._held = self._held or [], None
+        if not history.found:
+            self.log.warn(
+                "websub watch: {since} is no longer in the hub's history; updates "
+                "published before this start may be missing",
+                since=since,
+            )
+        for update in history.updates:
+            if self._wanted(update):
+                self._push(update)
+        covered = history.found and history.up_to is not None
+        for update in held:
+            if covered and update.position is not None and update.position <= history.up_to:
+                continue
+            self._push(update)
+
+    def _push(self, update: Update) -> None:
+        self._queue.append(ReceivedUpdate(update.id, update.topics, update.data, update.type))
+        if not self._draining:
+            self._draining = True
+            d = Deferred.fromCoroutine(self._drain())
+            d.addErrback(lambda f: self.log.failure("websub watch failed", f))
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue and not self._stopped:
+                item = self._queue.popleft()
+                try:
+                    await self._on_update(item)
+                except Exception:
+                    self.log.failure("websub: handling update {id} failed", id=item.id)
+        finally:
+            self._draining = False

@@ -177,7 +177,14 @@ class Options(usage.Options):
                 # that one that cannot work stops the start with one line.
                 from websub_bridge.config import bridge_config
 
-                self["bridge_config"] = bridge_config(config)
+                bridge = self["bridge_config"] = bridge_config(config)
+                if bridge is not None and bridge.hub is not None:
+                    # Validated, but not served yet: refusing beats a
+                    # configuration that silently offers nothing.
+                    raise ConfigError(
+                        "[websub.hub] (the WebSub hub role) is not served by this "
+                        "release yet: remove the table to start"
+                    )
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 

@@ -21,6 +21,7 @@ import attrs
 from mercure_twisted.config import ConfigError, HubConfig
 
 from .guard import GuardError, IPNetwork, parse_network
+from .hub._config import HubRoleConfig, hub_role_config
 
 __all__ = ["BridgeConfig", "FollowSpec", "bridge_config", "follow_spec"]
 
@@ -60,6 +61,8 @@ class BridgeConfig:
     #: Follows the API may add (each one makes the bridge send requests out).
     max_follows: int = 1000
     follows: tuple[FollowSpec, ...] = ()
+    #: The WebSub hub role (``[websub.hub]``), None when not configured.
+    hub: HubRoleConfig | None = None
 
     @property
     def callback_base(self) -> str:
@@ -69,7 +72,7 @@ class BridgeConfig:
 _TOP_KEYS = frozenset(
     {
         "http_secret", "max_body_size", "request_timeout", "lease_seconds",
-        "max_seen_entries", "max_follows", "follow",
+        "max_seen_entries", "max_follows", "follow", "hub",
     }
 )
 _FOLLOW_KEYS = frozenset({"topic", "mercure_topic", "private", "lease_seconds", "mode"})
@@ -187,4 +190,5 @@ def bridge_config(config: HubConfig) -> BridgeConfig | None:
         max_seen_entries=_positive_int(table, "max_seen_entries", 10_000),
         max_follows=_positive_int(table, "max_follows", 1000),
         follows=tuple(follows),
+        hub=hub_role_config(table.get("hub")),
     )

@@ -276,6 +276,13 @@ def test_websub_flags() -> None:
     assert "--websub-public-url" in str(options) and "--websub-allow-network" in str(options)
 
 
+def test_the_websub_hub_role_is_refused_until_it_is_served(tmp_path: pathlib.Path) -> None:
+    toml = tmp_path / "hub.toml"
+    toml.write_text('[websub]\npublic_url = "https://hub.example"\n[websub.hub]\ntopics = ["x"]\n')
+    with pytest.raises(usage.UsageError, match="not served by this release yet"):
+        Options(environ={}).parseOptions(["--config", str(toml)])
+
+
 def test_no_websub_settings_no_bridge() -> None:
     options = Options(environ={})
     options.parseOptions([])

@@ -540,3 +540,43 @@ def _none(_: object) -> None:
 def _statements(script: str) -> list[str]:
     """The statements of a migration script (none of ours contains a ';' in a literal)."""
     return [s.strip() for s in script.split(";") if s.strip()]
+
+# Version 2: the WebSub hub role's subscriptions and delivery queue (part 2,
+# `websub_bridge.hub._sqlite_store`).  ``hub_enqueued`` remembers which
+# (update, topic) pairs were queued in the last day, so a replayed update is
+# not delivered twice.
+MIGRATIONS.append(
+    """
+    CREATE TABLE hub_subscriptions (
+        topic TEXT NOT NULL,
+        callback TEXT NOT NULL,
+        secret TEXT,
+        lease_expires REAL NOT NULL,
+        created_at REAL NOT NULL,
+        host TEXT NOT NULL,
+        PRIMARY KEY (topic, callback)
+    );
+    CREATE INDEX hub_subscriptions_by_host ON hub_subscriptions(host);
+    CREATE INDEX hub_subscriptions_by_lease ON hub_subscriptions(lease_expires);
+    CREATE TABLE hub_deliveries (
+        id TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        callback TEXT NOT NULL,
+        update_id TEXT NOT NULL,
+        body BLOB NOT NULL,
+        content_type TEXT NOT NULL,
+        secret TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due REAL NOT NULL,
+        claimed_until REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX hub_deliveries_by_due ON hub_deliveries(due);
+    CREATE TABLE hub_enqueued (
+        update_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (update_id, topic)
+    );
+    """
+)

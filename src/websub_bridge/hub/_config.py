@@ -29,11 +29,11 @@ class OfferedTopic:
 
     selector: str
     content_type: str = "application/json"
-    matcher: Matcher = attrs.field(eq=False, repr=False, default=None)  # compiled once
+    matcher: Matcher = attrs.field(init=False, eq=False, repr=False)
 
-    def __attrs_post_init__(self) -> None:
-        if self.matcher is None:
-            object.__setattr__(self, "matcher", compile_selector(self.selector))
+    @matcher.default
+    def _compile(self) -> Matcher:  # compiled once, at configuration
+        return compile_selector(self.selector)
 
 
 @attrs.frozen

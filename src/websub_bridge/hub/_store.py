@@ -22,18 +22,17 @@ least once; twice only if a node dies between the subscriber's 2xx and
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import attrs
 from twisted.internet.defer import Deferred
 
-__all__ = ["Delivery", "HubStore", "Subscription", "callback_host"]
+__all__ = ["Delivery", "HubStore", "HubStoreUnavailable", "Subscription", "callback_host"]
 
 
 def callback_host(callback: str) -> str:
     """The host a callback URL points at, lowercased: the unit of the
     per-host caps and rate limits."""
-    from urllib.parse import urlsplit
-
     return (urlsplit(callback).hostname or "").lower()
 
 
@@ -144,6 +143,3 @@ class HubStore(Protocol):
 
 class HubStoreUnavailable(Exception):
     """The store could not be reached or could not commit."""
-
-
-__all__ += ["HubStoreUnavailable"]

@@ -101,6 +101,10 @@ def _result(d: defer.Deferred[T]) -> T:
     return value  # type: ignore[no-any-return]
 
 
+#: The result of a Deferred that must already have fired (a failure raised).
+settle = _result
+
+
 def _failure(d: defer.Deferred[Any]) -> Failure:
     (value,) = _outcome(d)
     assert isinstance(value, Failure), f"expected a failure, got {value!r}"

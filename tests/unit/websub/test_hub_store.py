@@ -6,29 +6,20 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from websub_bridge.hub._sqlite_store import SQLiteHubStore
 from websub_bridge.hub._store import HubStore, HubStoreUnavailable, Subscription
 from websub_bridge.store import MIGRATIONS, InlineExecutor, Store
+from ._outbound_kit import settle
 
 BACKENDS = ["sqlite"]
 T = "http://pub.example/topic"
 
 
-def settle(d: defer.Deferred[Any]) -> Any:
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 class Backend:

@@ -4,11 +4,10 @@ topic not offered is denied; per-host caps."""
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
-from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.web.server import Request
 
 from websub_bridge.hub._config import HubRoleConfig, OfferedTopic
@@ -17,19 +16,10 @@ from websub_bridge.hub._sqlite_store import SQLiteHubStore
 from websub_bridge.hub._subscriptions import Subscriptions
 from websub_bridge.store import InlineExecutor, Store
 
-from ._outbound_kit import Kit, Routes, loopback_policy
+from ._outbound_kit import Kit, Routes, loopback_policy, settle
 
 CB = "http://127.0.0.1/cb?k=1"
 TOPIC = "https://app.example/books/1"
-
-
-def settle(d: Deferred[Any]) -> Any:
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "did not finish in memory"
-    if hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
 
 
 class World:
@@ -57,7 +47,6 @@ class World:
         self.kit.pump()
 
     def modes_seen(self) -> list[str]:
-        import urllib.parse
         return [dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(p).query))["hub.mode"] for _, p, _, _ in self.routes.seen]
 
 

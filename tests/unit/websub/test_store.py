@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from websub_bridge.store import (
     MIGRATIONS,
@@ -19,15 +17,9 @@ from websub_bridge.store import (
     Store,
     ThreadExecutor,
 )
+from ._outbound_kit import settle
 
 
-def settle(d: defer.Deferred[Any]) -> Any:
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 @pytest.fixture
@@ -67,7 +59,7 @@ def test_later_migrations_apply_on_top(tmp_path: Path) -> None:
     settle(store.migrate())
     part2 = [*MIGRATIONS, "CREATE TABLE later_table (id INTEGER PRIMARY KEY)"]
     assert settle(store.migrate(part2)) == len(part2)
-    assert settle(store.run(lambda c: c.execute("SELECT COUNT(*) FROM hub_subscriptions").fetchone()[0])) == 0
+    assert settle(store.run(lambda c: c.execute("SELECT COUNT(*) FROM later_table").fetchone()[0])) == 0
 
 
 def test_a_topic_is_followed_once(store: Store) -> None:

@@ -192,7 +192,8 @@ class HubMetrics:
         )
         self.websub_retry_queue = Gauge(
             "mercure_websub_retry_queue_depth",
-            "WebSub deliveries waiting for a retry. Fed by the WebSub hub role.",
+            "WebSub deliveries queued (due now or waiting for a retry), read every minute. "
+            "Fed by the WebSub hub role.",
             registry=r,
         )
 

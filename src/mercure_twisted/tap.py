@@ -177,14 +177,7 @@ class Options(usage.Options):
                 # that one that cannot work stops the start with one line.
                 from websub_bridge.config import bridge_config
 
-                bridge = self["bridge_config"] = bridge_config(config)
-                if bridge is not None and bridge.hub is not None:
-                    # Validated, but not served yet: refusing beats a
-                    # configuration that silently offers nothing.
-                    raise ConfigError(
-                        "[websub.hub] (the WebSub hub role) is not served by this "
-                        "release yet: remove the table to start"
-                    )
+                self["bridge_config"] = bridge_config(config)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -346,9 +339,11 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if bridge is not None:
         # The WebSub bridge: mounted under /websub, started after the hub
         # and stopped before it (after the listeners).
-        from websub_bridge.follow.service import attach_follow
+        from websub_bridge.service import attach_bridge
 
-        attach_follow(bridge, config, site.resource, hub_service.hub, reactor).setServiceParent(top)
+        attach_bridge(
+            bridge, config, site.resource, hub_service.hub, reactor, hub_service.metrics
+        ).setServiceParent(top)
     listeners: list[tuple[str, Any]] = [(with_backlog(e), site) for e in config.listen]
     if config.metrics_listen is not None and hub_service.metrics_site is not None:
         listeners.append((with_backlog(config.metrics_listen), hub_service.metrics_site))

@@ -329,6 +329,27 @@ class Store:
 
         return self.run(interaction)
 
+    # -- watch cursors -------------------------------------------------
+
+    def cursor(self, name: str) -> Deferred[str | None]:
+        """The id of the last update the watch ``name`` handled, or None."""
+
+        def interaction(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT event_id FROM watch_cursors WHERE name = ?", (name,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return self.run(interaction)
+
+    def set_cursor(self, name: str, event_id: str) -> Deferred[None]:
+        def interaction(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO watch_cursors (name, event_id) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET event_id = excluded.event_id",
+                (name, event_id),
+            )
+
+        return self.run(interaction)
+
     # -- follows -------------------------------------------------------
 
     def follows(self) -> Deferred[list[Follow]]:
@@ -577,6 +598,21 @@ MIGRATIONS.append(
         topic TEXT NOT NULL,
         at REAL NOT NULL,
         PRIMARY KEY (update_id, topic)
+    );
+    """
+)
+
+# Version 3: where each watch of the hub's updates stopped (the WebSub hub
+# role's intake, `websub_bridge.hub._intake`).  One row per watch: "*" for
+# the in-process watch of every topic, the topic itself for each stream of
+# the standalone bridge.  Kept here, per process, even when the hub role's
+# subscriptions and queue are in Redis: each node resumes its own watch,
+# and the idempotent enqueue makes the overlap of two nodes harmless.
+MIGRATIONS.append(
+    """
+    CREATE TABLE watch_cursors (
+        name TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL
     );
     """
 )

@@ -276,11 +276,29 @@ def test_websub_flags() -> None:
     assert "--websub-public-url" in str(options) and "--websub-allow-network" in str(options)
 
 
-def test_the_websub_hub_role_is_refused_until_it_is_served(tmp_path: pathlib.Path) -> None:
+def test_the_websub_hub_role_is_configured_and_mounted(tmp_path: pathlib.Path) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from mercure_twisted.tap import makeService
+    from websub_bridge.service import BridgeService
+
     toml = tmp_path / "hub.toml"
-    toml.write_text('[websub]\npublic_url = "https://hub.example"\n[websub.hub]\ntopics = ["x"]\n')
-    with pytest.raises(usage.UsageError, match="not served by this release yet"):
-        Options(environ={}).parseOptions(["--config", str(toml)])
+    toml.write_text(
+        '[websub]\npublic_url = "https://hub.example"\n'
+        '[websub.hub]\ntopics = ["https://example.com/books/{id}"]\n'
+    )
+    options = Options(environ={})
+    options.parseOptions(
+        ["--dev", "--config", str(toml), "--listen", "tcp:3000:interface=127.0.0.1",
+         "--data-dir", str(tmp_path)]
+    )
+    assert options["bridge_config"].hub.offered("https://example.com/books/1") is not None
+    hub, bridge, listener = list(makeService(options, reactor=MemoryReactorClock()))
+    assert isinstance(bridge, BridgeService) and bridge.hub_role is not None
+    assert bridge.hub_role.url == "https://hub.example/websub/hub"
+    root = listener.factory.resource
+    assert root._mounted(b"/websub/hub") is bridge.hub_role.resource
+    assert root._mounted(b"/websub/follows") is not bridge.hub_role.resource
 
 
 def test_no_websub_settings_no_bridge() -> None:
@@ -305,7 +323,7 @@ def test_make_service_with_the_bridge_mounts_websub_after_the_hub(tmp_path: path
     from twisted.internet.testing import MemoryReactorClock
 
     from mercure_twisted.tap import makeService
-    from websub_bridge.follow.service import FollowService
+    from websub_bridge.service import BridgeService
 
     reactor = MemoryReactorClock()
     options = Options(environ={})
@@ -316,7 +334,7 @@ def test_make_service_with_the_bridge_mounts_websub_after_the_hub(tmp_path: path
     top = makeService(options, reactor=reactor)
     hub, bridge, listener = list(top)
     # Started after the hub, stopped before it (and after the listener).
-    assert isinstance(bridge, FollowService)
+    assert isinstance(bridge, BridgeService)
     assert listener.factory.resource._mounted(b"/websub/follows") is not None
     assert listener.factory.resource._mounted(b"/websubx") is None
 

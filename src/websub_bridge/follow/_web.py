@@ -19,13 +19,10 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
+from .._leaf import AsyncLeaf, Refused, Reply, read_body
 from ..config import FollowSpec, follow_spec
 from ..port import IHubPort, NotAuthorized
 from ..store import DuplicateFollow, Follow
@@ -41,14 +38,6 @@ _FOLLOW = re.compile(r"/websub/follows/([0-9]{1,18})")
 _NO_TOPIC = "urn:websub-bridge:token-check"
 #: Largest body of a follows API request.
 MAX_API_BODY = 64 * 1024
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, reason: str, challenge: bytes | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.challenge = challenge
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -86,15 +75,15 @@ def _form_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for name, value in pairs:
         if name in table:
-            raise _Refused(400, f"field {name!r} is given twice")
+            raise Refused(400, f"field {name!r} is given twice")
         if name == "private":
             lowered = value.strip().lower()
             if lowered not in _TRUE | _FALSE:
-                raise _Refused(400, "'private' must be true or false")
+                raise Refused(400, "'private' must be true or false")
             table[name] = lowered in _TRUE
         elif name == "lease_seconds":
             if not value.strip().isdigit():
-                raise _Refused(400, "'lease_seconds' must be a positive integer")
+                raise Refused(400, "'lease_seconds' must be a positive integer")
             table[name] = int(value)
         elif value == "" and name == "mercure_topic":
             continue
@@ -103,10 +92,9 @@ def _form_table(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return table
 
 
-class BridgeResource(Resource):
+class BridgeResource(AsyncLeaf):
     """``/websub/...``: a leaf; routes on the whole path itself."""
 
-    isLeaf = True
     log = Logger()
 
     def __init__(self, follower: Follower, port: IHubPort, *, max_body_size: int) -> None:
@@ -115,77 +103,35 @@ class BridgeResource(Resource):
         self._port = port
         self._max_body_size = max_body_size
 
-    # -- plumbing ------------------------------------------------------
+    def loggable_path(self, request: IRequest) -> str:
+        return _safe_path(request)
 
-    def render(self, request: IRequest) -> object:
-        d = Deferred.fromCoroutine(self._route(request))
-        request.notifyFinish().addErrback(lambda _: None)  # type: ignore[attr-defined]
-
-        def answered(answer: tuple[int, bytes, str, bytes | None]) -> None:
-            status, body, content_type, challenge = answer
-            if getattr(request, "_disconnected", False) or getattr(request, "finished", False):
-                return
-            request.setResponseCode(status)
-            request.setHeader(b"Content-Type", content_type.encode("ascii"))
-            request.setHeader(b"Cache-Control", b"no-store")
-            request.setHeader(b"X-Content-Type-Options", b"nosniff")
-            if challenge is not None:
-                request.setHeader(b"WWW-Authenticate", challenge)
-            request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
-            if request.method != b"HEAD":
-                request.write(body)
-            request.finish()  # type: ignore[attr-defined]
-
-        def failed(failure: Failure) -> tuple[int, bytes, str, bytes | None]:
-            self.log.failure("websub request {path} failed", failure, path=_safe_path(request))
-            return 500, b"internal error\n", "text/plain; charset=utf-8", None
-
-        d.addErrback(failed).addCallback(answered)
-        return NOT_DONE_YET
-
-    async def _route(self, request: IRequest) -> tuple[int, bytes, str, bytes | None]:
+    async def answer(self, request: IRequest) -> Reply:
         path = request.path.decode("latin-1")
         method = request.method
-        try:
-            if path.startswith("/websub/callback/"):
-                match = _CALLBACK.fullmatch(path)
-                if match is None:
-                    return _text(Answer(404, "no subscription has this callback"))
-                if method == b"GET":
-                    return _text(await self._verification(request, match.group(1)))
-                if method == b"POST":
-                    return _text(await self._delivery(request, match.group(1)))
-                raise _Refused(405, "callbacks answer GET (verification) and POST (content)")
-            if path in (_FOLLOWS, _FOLLOWS + "/"):
-                if method == b"GET":
-                    return await self._list(request)
-                if method == b"POST":
-                    return await self._add(request)
-                raise _Refused(405, "use GET to list follows or POST to add one")
-            match = _FOLLOW.fullmatch(path.rstrip("/"))
-            if match is not None:
-                if method == b"GET":
-                    return await self._show(request, int(match.group(1)))
-                if method == b"DELETE":
-                    return await self._remove(request, int(match.group(1)))
-                raise _Refused(405, "use GET to show a follow or DELETE to remove it")
-            raise _Refused(404, "no such WebSub resource")
-        except _Refused as e:
-            return _text(Answer(e.status, e.reason), e.challenge)
-
-    def _body(self, request: IRequest, limit: int) -> bytes:
-        length = request.getHeader(b"content-length")
-        if getattr(request, "body_too_large", False) or (
-            length is not None and length.isdigit() and int(length) > limit
-        ):
-            raise _Refused(413, f"request body larger than {limit} bytes")
-        if request.content is None:
-            return b""
-        request.content.seek(0)
-        body = request.content.read(limit + 1)
-        if len(body) > limit:
-            raise _Refused(413, f"request body larger than {limit} bytes")
-        return bytes(body)
+        if path.startswith("/websub/callback/"):
+            match = _CALLBACK.fullmatch(path)
+            if match is None:
+                return _text(Answer(404, "no subscription has this callback"))
+            if method == b"GET":
+                return _text(await self._verification(request, match.group(1)))
+            if method == b"POST":
+                return _text(await self._delivery(request, match.group(1)))
+            raise Refused(405, "callbacks answer GET (verification) and POST (content)")
+        if path in (_FOLLOWS, _FOLLOWS + "/"):
+            if method == b"GET":
+                return await self._list(request)
+            if method == b"POST":
+                return await self._add(request)
+            raise Refused(405, "use GET to list follows or POST to add one")
+        match = _FOLLOW.fullmatch(path.rstrip("/"))
+        if match is not None:
+            if method == b"GET":
+                return await self._show(request, int(match.group(1)))
+            if method == b"DELETE":
+                return await self._remove(request, int(match.group(1)))
+            raise Refused(405, "use GET to show a follow or DELETE to remove it")
+        raise Refused(404, "no such WebSub resource")
 
     # -- callbacks -----------------------------------------------------
 
@@ -194,12 +140,12 @@ class BridgeResource(Resource):
         try:
             pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False, errors="strict")
         except (UnicodeDecodeError, ValueError):
-            raise _Refused(400, "the query string is not valid UTF-8") from None
+            raise Refused(400, "the query string is not valid UTF-8") from None
         values: dict[str, str] = {}
         for name, value in pairs:
             if name.startswith("hub."):
                 if name in values:
-                    raise _Refused(400, f"{name} is given twice")
+                    raise Refused(400, f"{name} is given twice")
                 values[name] = value
         return await self._follower.verification(
             token,
@@ -211,7 +157,7 @@ class BridgeResource(Resource):
         )
 
     async def _delivery(self, request: IRequest, token: str) -> Answer:
-        body = self._body(request, self._max_body_size)
+        body = read_body(request, self._max_body_size)
         content_type = request.getHeader(b"content-type")
         signature = request.getHeader(b"x-hub-signature")
         return await self._follower.delivery(
@@ -227,7 +173,7 @@ class BridgeResource(Resource):
         try:
             await self._port.authorize_publisher(request, topic)
         except NotAuthorized as e:
-            raise _Refused(e.status, e.reason, e.challenge) from None
+            raise Refused(e.status, e.reason, e.challenge) from None
 
     async def _check_token(self, request: IRequest) -> None:
         """401 (or 400) unless the request presents a valid publisher token,
@@ -236,18 +182,18 @@ class BridgeResource(Resource):
             await self._port.authorize_publisher(request, _NO_TOPIC)
         except NotAuthorized as e:
             if e.status != 403:
-                raise _Refused(e.status, e.reason, e.challenge) from None
+                raise Refused(e.status, e.reason, e.challenge) from None
 
     async def _visible(self, request: IRequest, follow: Follow) -> bool:
         try:
             await self._port.authorize_publisher(request, follow.target_topic)
         except NotAuthorized as e:
             if e.status != 403:
-                raise _Refused(e.status, e.reason, e.challenge) from None
+                raise Refused(e.status, e.reason, e.challenge) from None
             return False
         return True
 
-    async def _list(self, request: IRequest) -> tuple[int, bytes, str, bytes | None]:
+    async def _list(self, request: IRequest) -> Reply:
         await self._check_token(request)
         visible = []
         for follow in await self._follower.follows():
@@ -255,7 +201,7 @@ class BridgeResource(Resource):
                 visible.append(follow_document(follow))
         return _json(200, {"follows": visible})
 
-    async def _add(self, request: IRequest) -> tuple[int, bytes, str, bytes | None]:
+    async def _add(self, request: IRequest) -> Reply:
         spec = self._spec(request)
         # Without mercure_topic an API follow publishes on the followed URL
         # itself: the token is checked against the topic the follow will
@@ -263,7 +209,7 @@ class BridgeResource(Resource):
         target = spec.mercure_topic or spec.topic
         problem = self._port.topic_problem(target)
         if problem is not None:
-            raise _Refused(400, f"mercure_topic: {problem}")
+            raise Refused(400, f"mercure_topic: {problem}")
         await self._authorize(request, target)
         if spec.mercure_topic is None:
             spec = FollowSpec(
@@ -273,62 +219,62 @@ class BridgeResource(Resource):
         try:
             follow = await self._follower.add(spec)
         except DuplicateFollow:
-            raise _Refused(409, f"{spec.topic} is already followed") from None
+            raise Refused(409, f"{spec.topic} is already followed") from None
         except TooManyFollows as e:
-            raise _Refused(
+            raise Refused(
                 409, f"the bridge follows its maximum of {e} topics already (websub.max_follows)"
             ) from None
         return _json(201, follow_document(follow))
 
     def _spec(self, request: IRequest) -> FollowSpec:
-        body = self._body(request, MAX_API_BODY)
+        body = read_body(request, MAX_API_BODY)
         media = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
         if media == b"application/json":
             try:
                 table = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):
-                raise _Refused(400, "the body is not valid JSON") from None
+                raise Refused(400, "the body is not valid JSON") from None
             if not isinstance(table, dict):
-                raise _Refused(400, "the body must be a JSON object")
+                raise Refused(400, "the body must be a JSON object")
         elif media == b"application/x-www-form-urlencoded":
             try:
                 pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
             except (UnicodeDecodeError, ValueError):
-                raise _Refused(400, "the form is not valid UTF-8") from None
+                raise Refused(400, "the form is not valid UTF-8") from None
             table = _form_table(pairs)
         else:
-            raise _Refused(415, "send the follow as application/json or application/x-www-form-urlencoded")
+            raise Refused(415, "send the follow as application/json or application/x-www-form-urlencoded")
         if table.get("mercure_topic") is None:
             table.pop("mercure_topic", None)
         try:
             return follow_spec(table, "the request")
         except ValueError as e:
-            raise _Refused(400, str(e)) from None
+            raise Refused(400, str(e)) from None
 
     async def _existing(self, request: IRequest, follow_id: int) -> Follow:
         await self._check_token(request)
         follow = await self._follower.follow(follow_id)
         if follow is None:
-            raise _Refused(404, f"no follow {follow_id}")
+            raise Refused(404, f"no follow {follow_id}")
         await self._authorize(request, follow.target_topic)
         return follow
 
-    async def _show(self, request: IRequest, follow_id: int) -> tuple[int, bytes, str, bytes | None]:
+    async def _show(self, request: IRequest, follow_id: int) -> Reply:
         follow = await self._existing(request, follow_id)
         return _json(200, follow_document(follow))
 
-    async def _remove(self, request: IRequest, follow_id: int) -> tuple[int, bytes, str, bytes | None]:
+    async def _remove(self, request: IRequest, follow_id: int) -> Reply:
         follow = await self._existing(request, follow_id)
         removed = await self._follower.remove(follow.id)
         return _json(202, follow_document(removed or follow))
 
 
-def _text(answer: Answer, challenge: bytes | None = None) -> tuple[int, bytes, str, bytes | None]:
+def _text(answer: Answer, challenge: bytes | None = None) -> Reply:
     body = answer.body if answer.exact else answer.body.rstrip("\n") + "\n"
     return answer.status, body.encode("utf-8"), "text/plain; charset=utf-8", challenge
 
 
-def _json(status: int, document: Any) -> tuple[int, bytes, str, bytes | None]:
+def _json(status: int, document: Any) -> Reply:
     return status, json.dumps(document).encode("utf-8"), "application/json", None
 
 

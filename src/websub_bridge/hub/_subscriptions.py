@@ -11,6 +11,7 @@ with ``hub.mode=denied`` to the callback, after the 202.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -40,12 +41,16 @@ class Subscriptions:
         config: HubRoleConfig,
         clock: IReactorTime,
         verify_timeout: float = 10.0,
+        on_subscribed: Callable[[str], None] = lambda topic: None,
     ) -> None:
         self._store = store
         self._client = client
         self._config = config
         self._clock = clock
         self._verify_timeout = verify_timeout
+        #: Told the topic of each verified subscription (so that a port
+        #: watching topic by topic opens that topic's stream at once).
+        self._on_subscribed = on_subscribed
         #: Verifications in flight (cancelled at stop).
         self._pending: set[Deferred[None]] = set()
 
@@ -108,6 +113,7 @@ class Subscriptions:
                     lease_expires=now + lease, created_at=now,
                 )
             )
+            self._on_subscribed(request.topic)
         else:
             await self._store.remove_subscription(request.topic, request.callback)
         self.log.info(

@@ -39,7 +39,7 @@ from mercure_twisted.update import Update
 from tests.unit._web import SECRET, draft07_token
 from websub_bridge.client import OutboundClient
 from websub_bridge.config import BridgeConfig, FollowSpec
-from websub_bridge.follow.service import build_follow
+from websub_bridge.service import build_bridge
 from websub_bridge.guard import AddressPolicy
 from websub_bridge.port import InProcessPort
 from websub_bridge.store import Callback, Follow, InlineExecutor, Store
@@ -170,11 +170,12 @@ class Kit:
         web = self.site.resource.web
         port = InProcessPort(self.hub_service.hub, web.verifier, lambda request: MERCURE_HUB)
         self.config = BridgeConfig(public_url=PUBLIC, follows=follows, **bridge)
-        resource, self.service = build_follow(
+        resources, self.service = build_bridge(
             self.config, reactor=clock, port=port, data_dir=str(db.parent), store=self.store, client=client
         )
         self.follower = self.service.follower
-        self.site.resource.mount("/websub", resource)
+        for prefix, resource in resources.items():
+            self.site.resource.mount(prefix, resource)
         self.stub = StubTreq(self.site.resource)
         self.service.startService()
         self.advance(0)

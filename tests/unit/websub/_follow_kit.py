@@ -171,7 +171,8 @@ class Kit:
         port = InProcessPort(self.hub_service.hub, web.verifier, lambda request: MERCURE_HUB)
         self.config = BridgeConfig(public_url=PUBLIC, follows=follows, **bridge)
         resources, self.service = build_bridge(
-            self.config, reactor=clock, port=port, data_dir=str(db.parent), store=self.store, client=client
+            self.config, reactor=clock, port=port, data_dir=str(db.parent), store=self.store,
+            client=client, metrics=self.hub_service.metrics,
         )
         self.follower = self.service.follower
         for prefix, resource in resources.items():

@@ -78,6 +78,9 @@ def test_wheel_installs_a_working_twistd_plugin(tmp_path: Path) -> None:
 
     plugin_help = run([str(bindir / "twistd"), "mercure", "--help"], RUN_TIMEOUT, cwd=tmp_path)
     assert "--publisher-jwt-key" in plugin_help, plugin_help
+    assert any(line.split()[:1] == ["websub-bridge"] for line in commands.splitlines()), help_text
+    bridge_help = run([str(bindir / "twistd"), "websub-bridge", "--help"], RUN_TIMEOUT, cwd=tmp_path)
+    assert "--mercure-url" in bridge_help, bridge_help
 
     where = run([str(python), "-c", "import mercure_twisted, sys; print(mercure_twisted.__file__)"],
                 RUN_TIMEOUT, cwd=tmp_path)

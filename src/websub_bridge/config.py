@@ -122,11 +122,13 @@ def _positive_int(table: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def bridge_config(config: HubConfig) -> BridgeConfig | None:
+def bridge_config(config: HubConfig, *, standalone: bool = False) -> BridgeConfig | None:
     """The validated bridge settings, or None when the bridge is not configured.
 
     The bridge runs when ``websub_public_url`` is set; ``[websub]``
-    settings without it cannot work and stop the start.
+    settings without it cannot work and stop the start.  ``[websub.mercure]``
+    (the hub the bridge talks to) is read by the standalone bridge itself
+    (`websub_bridge.upstream`); inside ``twistd mercure`` it is an error.
     """
     table: Mapping[str, Any] = config.websub
     public_url = config.websub_public_url
@@ -142,7 +144,12 @@ def bridge_config(config: HubConfig) -> BridgeConfig | None:
             f"websub public_url must be an absolute http(s) URL without query, not {public_url!r}"
         )
     for key in table:
-        if key not in _TOP_KEYS:
+        if key == "mercure" and not standalone:
+            raise ConfigError(
+                "[websub.mercure] configures the standalone bridge (twistd websub-bridge); "
+                "inside twistd mercure the bridge uses this hub"
+            )
+        if key not in _TOP_KEYS and key != "mercure":
             raise ConfigError(f"unknown key 'websub.{key}'")
     networks: list[IPNetwork] = []
     for text in config.websub_allow_networks:

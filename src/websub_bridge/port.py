@@ -42,6 +42,7 @@ __all__ = [
     "ReceivedUpdate",
     "UpdateHandler",
     "Watch",
+    "check_publisher",
     "mercure_id",
     "topic_problem",
 ]
@@ -135,6 +136,35 @@ def topic_problem(topic: str, hub_url: str) -> str | None:
     return None
 
 
+async def check_publisher(
+    verifier: TokenVerifier, request: IRequest, topic: str, hub_url: str
+) -> None:
+    """`IHubPort.authorize_publisher` for the adapters that check tokens
+    themselves: ``request``'s publisher token, verified by ``verifier`` for
+    the hub at ``hub_url`` (a draft-08 token's audience), must grant
+    publishing on ``topic``; else `NotAuthorized` (400, 401 with a Bearer
+    challenge, or 403)."""
+    # The Authorization header only: the follows API is called by
+    # servers and tools, never with a browser's cookie (no CSRF surface).
+    try:
+        presentation = read_token(request, cookie_names=(), allow_query=False)
+        if presentation is None:
+            raise NotAuthorized(
+                401,
+                "this API requires a Mercure publisher token (Authorization: Bearer)",
+                b'Bearer realm="mercure"',
+            )
+        grants = await verifier.verify(presentation.token, "publisher", hub_url)
+    except TokenError as e:
+        raise NotAuthorized(
+            e.status,
+            e.reason,
+            f'Bearer realm="mercure", error="{e.error}"'.encode("ascii", "replace"),
+        ) from None
+    if not grants.may_publish(topic):
+        raise NotAuthorized(403, forbidden_publish(topic))
+
+
 def mercure_id(entry_id: str | None) -> str:
     """An update id for a feed entry: the entry's own id when Mercure
     accepts it as an id, else one derived from it (stable, so that a hub
@@ -186,27 +216,7 @@ class InProcessPort:
         return stored.id
 
     async def authorize_publisher(self, request: IRequest, topic: str) -> None:
-        # The Authorization header only: the follows API is called by
-        # servers and tools, never with a browser's cookie (no CSRF surface).
-        try:
-            presentation = read_token(request, cookie_names=(), allow_query=False)
-            if presentation is None:
-                raise NotAuthorized(
-                    401,
-                    "this API requires a Mercure publisher token (Authorization: Bearer)",
-                    b'Bearer realm="mercure"',
-                )
-            grants = await self._verifier.verify(
-                presentation.token, "publisher", self._hub_url(request)
-            )
-        except TokenError as e:
-            raise NotAuthorized(
-                e.status,
-                e.reason,
-                f'Bearer realm="mercure", error="{e.error}"'.encode("ascii", "replace"),
-            ) from None
-        if not grants.may_publish(topic):
-            raise NotAuthorized(403, forbidden_publish(topic))
+        await check_publisher(self._verifier, request, topic, self._hub_url(request))
 
     def topic_problem(self, topic: str) -> str | None:
         return topic_problem(topic, self._hub_url(None))

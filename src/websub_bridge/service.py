@@ -27,7 +27,7 @@ from .follow._machine import Follower
 from .follow._web import BridgeResource
 from .guard import AddressPolicy
 from .hub._sqlite_store import SQLiteHubStore
-from .hub._store import HubStore
+from .hub._store import HubStore, HubStoreUnavailable
 from .hub.role import HubRole
 from .port import IHubPort, InProcessPort
 from .store import Store
@@ -70,6 +70,15 @@ class BridgeService(Service):
     async def _start(self) -> None:
         await self.store.migrate()
         await self.follower.start()
+        if self.hub_store is not None:
+            try:
+                await self.hub_store.start()
+            except HubStoreUnavailable as e:
+                self.log.warn(
+                    "websub hub: its store is not reachable yet ({error}); requests get 503 "
+                    "and deliveries wait until it is",
+                    error=str(e),
+                )
         if self.hub_role is not None:
             await self.hub_role.start()
 
@@ -173,4 +182,6 @@ def _cluster_hub_store(config: BridgeConfig, hub_config: HubConfig, reactor: Any
     transport when it is Redis (None: the bridge's own SQLite file)."""
     if config.hub is None or not hub_config.transport.startswith(("redis://", "rediss://")):
         return None
-    return None
+    from .hub._redis_store import RedisHubStore
+
+    return RedisHubStore.from_url(hub_config.transport, reactor)

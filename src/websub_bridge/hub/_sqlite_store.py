@@ -301,6 +301,10 @@ class SQLiteHubStore:
 
         return self._run(interaction)
 
+    def start(self) -> Deferred[None]:
+        """Nothing to connect: the `Store` is opened (and migrated) by its owner."""
+        return succeed(None)
+
     def close(self) -> Deferred[None]:
         """Nothing of ours to release: the `Store` is shared with part 1's
         follows and closed by its owner."""

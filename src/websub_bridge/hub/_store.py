@@ -137,6 +137,11 @@ class HubStore(Protocol):
     def queue_depth(self) -> Deferred[int]:
         """Deliveries queued (claimed or not)."""
 
+    def start(self) -> Deferred[None]:
+        """Connect (at service start); fails with ``HubStoreUnavailable`` when
+        the store cannot be reached yet (it keeps trying: methods fail fast
+        meanwhile and their callers retry)."""
+
     def close(self) -> Deferred[None]:
         """Release connections (at service stop)."""
 

@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import jwt
 
 from mercure_twisted.config import ConfigError
+
+from .http_port import check_subscriber_token
 
 __all__ = ["ENVIRONMENT", "UpstreamConfig", "check_subscriber_token", "upstream_config"]
 
@@ -41,22 +42,6 @@ class UpstreamConfig:
     subscriber_token: str | None = attrs.field(default=None, repr=False)
     #: The longest wait between two attempts to reopen a cut SSE stream.
     reconnect_max_seconds: float = 30.0
-
-
-def check_subscriber_token(token: str) -> None:
-    """`ValueError` unless ``token`` is a JWT granting no subscribe topic."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise ValueError("the subscriber token is not a JWT") from None
-    mercure = claims.get("mercure") if isinstance(claims, dict) else None
-    topics = mercure.get("subscribe") if isinstance(mercure, dict) else None
-    if topics:
-        raise ValueError(
-            "the subscriber token grants mercure.subscribe topics: the bridge would receive "
-            "private updates it cannot tell from public ones; give it a token without them "
-            "(or none, if the hub allows anonymous subscribers)"
-        )
 
 
 def _token(table: Mapping[str, Any], key: str, environ: Mapping[str, str]) -> str | None:

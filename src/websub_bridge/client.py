@@ -31,6 +31,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import _HTTP11ClientFactory
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
@@ -193,6 +194,20 @@ async def _read_body(response: IResponse, limit: int, where: str) -> bytes:
     return await collector.done
 
 
+class _QuietFactory(_HTTP11ClientFactory):
+    """Twisted's per-connection factory, without its "Starting factory" /
+    "Stopping factory" lines: one pair per outbound connection drowned the
+    bridge's own log (a delivery, a verification, a fetch each open one)."""
+
+    noisy = False
+
+
+class QuietConnectionPool(HTTPConnectionPool):
+    """A persistent connection pool whose connections are not logged."""
+
+    _factory = _QuietFactory
+
+
 def _default_agent(
     reactor: Any,
     policy: AddressPolicy,
@@ -200,7 +215,7 @@ def _default_agent(
     resolver: IHostnameResolver | None,
     tls_policy: IPolicyForHTTPS | None,
 ) -> tuple[IAgent, HTTPConnectionPool]:
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = QuietConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 4
     pool.cachedConnectionTimeout = 60
     endpoints = GuardedEndpointFactory(

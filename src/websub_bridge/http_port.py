@@ -42,6 +42,7 @@ from twisted.web.iweb import IAgent, IRequest, IResponse
 
 from mercure_twisted.auth import TokenVerifier
 
+from .client import QuietConnectionPool
 from .port import HubUnavailable, IHubPort, ReceivedUpdate, UpdateHandler, check_publisher, topic_problem
 from .sse import DEFAULT_MAX_SIZE, SSEEvent, SSELimitExceeded, SSEParser
 
@@ -222,7 +223,7 @@ class HttpHubPort:
         self._pool: HTTPConnectionPool | None = None
         if agent is None:
             # Not websub_bridge.guard: the hub is the operator's, maybe on loopback.
-            self._pool = HTTPConnectionPool(reactor, persistent=True)
+            self._pool = QuietConnectionPool(reactor, persistent=True)
             self._pool.maxPersistentPerHost = 4
             self._pool.cachedConnectionTimeout = 60
             agent = Agent(reactor, connectTimeout=timeout, pool=self._pool)

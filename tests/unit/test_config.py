@@ -487,6 +487,12 @@ def test_every_conf_example_is_covered() -> None:
     assert sorted(p.name for p in CONF.glob("*.toml")) == sorted(EXAMPLES)
 
 
+def _bridge(config: Any, standalone: bool = False) -> Any:
+    from websub_bridge.config import bridge_config
+
+    return bridge_config(config, standalone=standalone)
+
+
 EXAMPLES = {
     "development.toml": lambda c: c.dev and c.listen == ("tcp:3000:interface=127.0.0.1",)
     and c.heartbeat == 15.0,
@@ -502,6 +508,13 @@ EXAMPLES = {
     "websub-follow.toml": lambda c: c.websub_public_url == "https://hub.example.com"
     and [dict(f)["topic"] for f in c.websub["follow"]]
     == ["https://blog.example.com/feed.atom", "https://status.example.com/"],
+    "websub-hub.toml": lambda c: _bridge(c).hub is not None
+    and _bridge(c).hub.offered("https://example.com/books/7") is not None
+    and _bridge(c).hub.offered("https://example.com/news").content_type == "application/atom+xml"
+    and _bridge(c).hub.may_be_pinged("https://example.com/news"),
+    "websub-bridge.toml": lambda c: _bridge(c, standalone=True).hub is not None
+    and dict(c.websub["mercure"])["url"] == "https://hub.example.com/.well-known/mercure"
+    and c.listen == ("tcp:8090:interface=127.0.0.1",),
     # (its transport URL and listener are parsed in test_redis_transport.py)
     "cluster.toml": lambda c: c.transport.startswith("redis://127.0.0.1:6379/0?")
     and c.listen == ("reuseport:3000:interface=127.0.0.1",) and c.subscriptions,

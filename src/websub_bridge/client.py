@@ -138,14 +138,22 @@ class _BytesProducer:
         pass
 
 
-class _BoundedBody(Protocol):
-    """Collects a response body, aborting the connection past ``limit`` bytes."""
+class BoundedBody(Protocol):
+    """Collects a response body, aborting the connection past ``limit`` bytes.
 
-    def __init__(self, limit: int, where: str) -> None:
+    Past the limit ``done`` fails with `BodyTooLarge`, or, with
+    ``truncate``, fires with the first ``limit`` bytes and ``overflow`` set
+    (an error answer is worth reading in part); a broken connection then
+    also yields what was read rather than an error.
+    """
+
+    def __init__(self, limit: int, where: str, *, truncate: bool = False) -> None:
         self._limit = limit
         self._where = where
+        self._truncate = truncate
         self._chunks: list[bytes] = []
         self._size = 0
+        self.overflow = False
         self.done: defer.Deferred[bytes] = defer.Deferred(self._cancel)
 
     def _cancel(self, d: defer.Deferred[bytes]) -> None:
@@ -162,20 +170,27 @@ class _BoundedBody(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.done.called:
             return
+        if self._truncate:
+            self._chunks.append(data[: max(self._limit - self._size, 0)])
         self._size += len(data)
         if self._size > self._limit:
-            self._chunks.clear()
-            self.done.errback(
-                BodyTooLarge(f"{self._where} answered more than {self._limit} bytes")
-            )
+            self.overflow = True
+            if self._truncate:
+                self.done.callback(b"".join(self._chunks))
+            else:
+                self._chunks.clear()
+                self.done.errback(
+                    BodyTooLarge(f"{self._where} answered more than {self._limit} bytes")
+                )
             self.abort()
             return
-        self._chunks.append(data)
+        if not self._truncate:
+            self._chunks.append(data)
 
     def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
         if self.done.called:
             return
-        if reason.check(ResponseDone, PotentialDataLoss):
+        if self._truncate or reason.check(ResponseDone, PotentialDataLoss):
             self.done.callback(b"".join(self._chunks))
         else:
             self.done.errback(
@@ -185,11 +200,11 @@ class _BoundedBody(Protocol):
 
 async def _read_body(response: IResponse, limit: int, where: str) -> bytes:
     if response.length is not UNKNOWN_LENGTH and response.length > limit:
-        collector = _BoundedBody(limit, where)
+        collector = BoundedBody(limit, where)
         response.deliverBody(collector)
         collector.abort()
         raise BodyTooLarge(f"{where} announced more than {limit} bytes")
-    collector = _BoundedBody(limit, where)
+    collector = BoundedBody(limit, where)
     response.deliverBody(collector)
     return await collector.done
 
@@ -432,7 +447,7 @@ class OutboundClient:
                 raise inner from None
             raise OutboundError(f"{where}: the request failed ({type(e).__name__})") from None
         if method == "HEAD":
-            answer.deliverBody(_BoundedBody(0, where))
+            answer.deliverBody(BoundedBody(0, where))
             content = b""
         else:
             content = await _read_body(answer, max_body, where)

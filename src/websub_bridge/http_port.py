@@ -42,7 +42,7 @@ from twisted.web.iweb import IAgent, IRequest, IResponse
 
 from mercure_twisted.auth import TokenVerifier
 
-from .client import QuietConnectionPool
+from .client import BoundedBody, QuietConnectionPool
 from .port import HubUnavailable, IHubPort, ReceivedUpdate, UpdateHandler, check_publisher, topic_problem
 from .sse import DEFAULT_MAX_SIZE, SSEEvent, SSELimitExceeded, SSEParser
 
@@ -112,38 +112,8 @@ def _describe(error: object) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-class _Collect(Protocol):
-    """Collects up to ``limit`` bytes of a body, then drops the connection."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self.overflow = False
-        self.done: Deferred[bytes] = Deferred(lambda _: self.abort())
-
-    def abort(self) -> None:
-        transport: Any = self.transport
-        if transport is not None:
-            transport.stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self._chunks.append(data[: self._limit - self._size])
-        self._size += len(data)
-        if self._size > self._limit:
-            self.overflow = True
-            self.done.callback(b"".join(self._chunks))
-            self.abort()
-
-    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
-        if not self.done.called:
-            self.done.callback(b"".join(self._chunks))
-
-
-def _read(response: IResponse, limit: int = _MAX_ANSWER) -> tuple[Deferred[bytes], _Collect]:
-    collector = _Collect(limit)
+def _read(response: IResponse, limit: int = _MAX_ANSWER) -> tuple[Deferred[bytes], BoundedBody]:
+    collector = BoundedBody(limit, "the Mercure hub", truncate=True)
     response.deliverBody(collector)
     return collector.done, collector
 

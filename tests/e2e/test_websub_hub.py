@@ -24,7 +24,10 @@ updates and updates to other topics never do; after a verified
 unsubscription nothing more arrives.  A subscription to a topic not offered
 is denied (section 5.2), a renewal replaces rather than adds, and the
 hub's log (both subscribers on one hub, ``sha512``) holds neither a secret
-nor a capability (callback path or query, challenge) nor a traceback.
+nor a capability (callback path or query, challenge) nor a traceback.  A
+subscription a third party forges for a Flask-WebSub callback fails its
+verification of intent (section 5.3) and is never honoured, and its
+failure is logged without the callback's path.
 
 The hub's only observable sign that it stored a verified (un)subscription is
 its log line (``websub hub: subscribe of TOPIC for ORIGIN verified``): a
@@ -43,6 +46,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -712,3 +716,69 @@ def test_the_hub_log_holds_no_secret_capability_or_traceback(
     assert len(challenges) == 4
     for challenge in challenges:
         assert challenge not in log
+
+
+# -- a forged subscription -----------------------------------------------------------------
+
+
+def forge_for_flask(
+    start_hub: StartHub, websub_hubs: list[WebSubHub],
+    flask_subscribers: Callable[[CertAuthority], FlaskSubscriber], tmp_path: Path,
+) -> tuple[WebSubHub, FlaskSubscriber, str]:
+    """A third party asks the hub to send ``NEWS`` to a Flask-WebSub callback
+    (an unguessable capability, section 5.1) that Flask-WebSub never asked
+    for; Flask-WebSub answers the verification 404.  Returns the forged
+    callback's path segment once the hub logged the failed verification."""
+    ca = CertAuthority(tmp_path)
+    hub = start_websub_hub(start_hub, tmp_path, algorithm=None, ca=ca)
+    websub_hubs.append(hub)
+    flask = flask_subscribers(ca)
+    forged = "forged-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
+    response = httpx.post(hub.hub_url, data={
+        "hub.mode": "subscribe", "hub.topic": NEWS,
+        "hub.callback": f"{flask.base}/callbacks/{forged}", "hub.secret": "the-forger-s-own-secret",
+    }, verify=ssl.create_default_context(cafile=str(ca.path)), timeout=5)
+    assert response.status_code == 202, response.text  # accepted, then verified (5.1.2)
+    until(lambda: re.search(rf"websub hub: subscribe of {re.escape(NEWS)} for "
+                            rf"{re.escape(flask.base)} not verified", hub.process.log()),
+          "the hub to log the failed verification", context=hub.process.log)
+    (get,) = [r for r in flask.events()["requests"] if r["path"] == f"/callbacks/{forged}"]
+    assert get["method"] == "GET" and dict(get["query"])["hub.mode"] == "subscribe"
+    return hub, flask, forged
+
+
+def test_a_subscription_forged_for_a_flask_websub_callback_is_never_honoured(
+    start_hub: StartHub, websub_hubs: list[WebSubHub],
+    flask_subscribers: Callable[[CertAuthority], FlaskSubscriber], tmp_path: Path,
+) -> None:
+    hub, flask, forged = forge_for_flask(start_hub, websub_hubs, flask_subscribers, tmp_path)
+    # The positive control: Flask-WebSub's own subscription to the same topic.
+    control = flask.subscribe(NEWS, hub.hub_url, secret="flask-genuine-secret-0123")
+    hub.wait_verified("subscribe", NEWS, flask.base)
+    hub.publish(NEWS, '{"n": 1}')
+    until(lambda: flask.of("notifications", control), "the genuine subscription's update",
+          context=flask.describe)
+    time.sleep(QUIET)
+    assert flask.posts_to(forged) == []  # section 5.3: not verified, not a subscription
+    assert hub.verified("subscribe", NEWS, flask.base) == 1  # the genuine one only
+
+
+def test_a_failed_verification_does_not_log_the_callbacks_path(
+    start_hub: StartHub, websub_hubs: list[WebSubHub],
+    flask_subscribers: Callable[[CertAuthority], FlaskSubscriber], tmp_path: Path,
+) -> None:
+    """The callback is a capability URL (section 5.1): a log line names its
+    origin only (``client.loggable_origin``), even when it fails to verify.
+
+    Fails at the time of writing: ``Subscriptions._process`` logs
+    ``VerificationOutcome.reason``, which ``hub/_verify.py`` builds with
+    ``loggable_url`` (path included): ``websub hub: subscribe of
+    https://example.com/news for http://127.0.0.1:P not verified:
+    http://127.0.0.1:P/callbacks/<capability> answered 404 to the
+    verification of intent``.
+    """
+    hub, flask, forged = forge_for_flask(start_hub, websub_hubs, flask_subscribers, tmp_path)
+    log = hub.process.log()
+    assert "the-forger-s-own-secret" not in log
+    assert "Traceback" not in log
+    assert forged not in log

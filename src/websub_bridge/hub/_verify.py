@@ -5,7 +5,7 @@ fresh challenge; only a subscriber that echoes it really asked (anyone can
 POST someone else's URL as a callback).  Redirects are not followed: the
 callback is the URL that must answer, and following would let a callback
 bounce the hub elsewhere.  Reasons and log events never hold the challenge
-or the callback's query string (capabilities), only ``loggable_url``.
+or the callback's path and query string (capabilities), only its origin.
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ async def verify_intent(
     ]
     if request.mode == "subscribe":
         params.append(("hub.lease_seconds", str(lease_seconds)))
-    where = loggable_url(request.callback)
+    # The outcome is logged: the origin only (the path of a callback is
+    # often the subscriber's capability, section 5.1).
+    where = loggable_origin(request.callback)
     try:
         response = await client.request(
             "GET",
@@ -83,7 +85,8 @@ async def verify_intent(
     except defer.CancelledError:
         raise
     except (GuardError, OutboundError) as e:
-        return VerificationOutcome(False, f"{where}: {e}")
+        error = str(e).replace(loggable_url(request.callback), where)
+        return VerificationOutcome(False, f"{where}: {error}")
     if not 200 <= response.status < 300:
         return VerificationOutcome(
             False, f"{where} answered {response.status} to the verification of intent"

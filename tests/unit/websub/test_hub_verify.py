@@ -123,3 +123,18 @@ def test_denial_sent_with_reason() -> None:
 def test_denial_errors_swallowed() -> None:
     k2 = Kit(Routes({}))  # loopback refused: a GuardError inside
     assert k2.run(send_denial(k2.client, CB, TOPIC, "no")) is None
+
+
+def test_an_outcome_names_the_callbacks_origin_never_its_path() -> None:
+    """The outcome is logged, and a callback's path is often the subscriber's
+    capability (section 5.1: unguessable callback URLs)."""
+
+    def refuse(request: Request) -> bytes:
+        request.setResponseCode(404)
+        return b"no"
+
+    for handler in (refuse, lambda r: b"wrong"):
+        k, _ = kit(handler)
+        outcome = k.run(verify_intent(k.client, req(), 60))
+        assert not outcome.ok
+        assert "http://127.0.0.1" in outcome.reason and "/cb" not in outcome.reason

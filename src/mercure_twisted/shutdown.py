@@ -25,6 +25,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import ILogObserver, Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.components import Componentized
 
 __all__ = ["HubTree", "OpenConnections"]
@@ -60,11 +61,21 @@ class OpenConnections:
         return len(self._open)
 
     def close_all(self) -> Deferred[None]:
-        """``loseConnection`` on every connection; fires once all are gone."""
+        """``loseConnection`` on every connection; fires once all are gone.
+
+        Over TLS, ``loseConnection`` sends close_notify and then waits for
+        the peer's: an idle keep-alive client, which is not reading, never
+        sends it, and would hold the stop until the bound.  The TCP
+        connection under the TLS layer is closed right after ours is sent
+        (RFC 8446 section 6.1 lets the closer not wait for the answer); it
+        writes everything already encrypted first, so nothing is lost.
+        """
         for protocol in list(self._open):
             transport = _transport_of(protocol)
             if transport is not None:
                 transport.loseConnection()
+                if isinstance(transport, TLSMemoryBIOProtocol) and transport.transport is not None:
+                    transport.transport.loseConnection()
         if not self._open:
             return succeed(None)
         d: Deferred[None] = Deferred()

@@ -93,3 +93,27 @@ def test_a_client_that_stops_reading_is_aborted_at_the_bound(start_hub: Any) -> 
         assert "shutdown_timeout (1.0 s) reached: aborted 1 connection(s)" in hub.log()
     finally:
         raw.close()
+
+
+def test_an_idle_keep_alive_tls_connection_does_not_hold_the_stop(
+    start_hub: Any, tmp_path: Any
+) -> None:
+    """An idle client never answers the TLS close_notify (it is not reading):
+    the hub must not wait for that answer until the bound."""
+    from tests.certs import CertAuthority
+
+    from ._support import free_port
+
+    ca = CertAuthority(tmp_path)
+    leaf = ca.leaf("hub")
+    port = free_port()
+    hub = start_hub(
+        "--dev", "--transport", "memory://", "--shutdown-timeout", "10",
+        "--listen", f"ssl:{port}:interface=127.0.0.1:privateKey={leaf.key}:certKey={leaf.cert}",
+    )
+    with httpx.Client(verify=str(ca.path), timeout=5) as idle:
+        assert idle.get(f"https://127.0.0.1:{port}/healthz").status_code == 200
+        assert hub.proc is not None
+        hub.proc.send_signal(signal.SIGTERM)
+        assert hub.proc.wait(timeout=10 + GRACE) == 0
+    assert "reached: aborted" not in hub.log(), hub.log()

@@ -387,3 +387,30 @@ def test_from_url_uses_the_hub_settings(tmp_path: Path) -> None:
         assert (transport._history_size, transport._max_age) == (7, 30)
     finally:
         stopped(transport)
+
+
+def test_a_group_commit_reports_the_seqs_its_rows_got(tmp_path: Path) -> None:
+    """The batch is one executemany; its seqs are computed from the last
+    row's, which holds only if AUTOINCREMENT hands out consecutive seqs
+    inside the transaction, after deletions of the oldest rows too."""
+    from mercure_twisted.transports._sqlite_store import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "h.db"), synchronous="NORMAL")
+    try:
+        reported: list[int] = []
+        for round in range(6):
+            batch = [
+                Update(topics=("urn:t",), id=f"u{round}-{i}", data=str(i)) for i in range(round + 3)
+            ]
+            written = store.write(batch, 0.0, history_size=10, chunk=100)
+            reported.extend(written.seqs)
+            assert len(written.seqs) == len(batch)
+        with sqlite3.connect(str(tmp_path / "h.db")) as db:
+            rows = db.execute("SELECT seq, id FROM updates ORDER BY seq").fetchall()
+        assert len(rows) == 10  # history_size kept
+        by_id = {id: seq for seq, id in rows}
+        tail = reported[-10:]
+        assert [by_id[id] for id in [r[1] for r in rows]] == tail
+        assert reported == sorted(set(reported))  # increasing, never reused
+    finally:
+        store.close()

@@ -246,14 +246,16 @@ class SQLiteStore:
                 # free, and a file with no room left still takes updates
                 # as long as history_size makes room for them.
                 count -= self._delete_oldest(min(excess, count))
-            seqs = []
-            for update in updates:
-                cursor = db.execute(
-                    "INSERT INTO updates (id, topics, data, private, type, retry, stored_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    _row(update, now),
-                )
-                seqs.append(int(cursor.lastrowid or 0))
+            # One statement for the batch.  Inside this transaction nothing
+            # else writes and no row names its seq, so AUTOINCREMENT hands
+            # out consecutive seqs: the batch's are the last one's predecessors.
+            db.executemany(
+                "INSERT INTO updates (id, topics, data, private, type, retry, stored_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [_row(update, now) for update in updates],
+            )
+            last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+            seqs = list(range(last - len(updates) + 1, last + 1))
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_id', ?)", (updates[-1].id,)
             )

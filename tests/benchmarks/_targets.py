@@ -288,11 +288,11 @@ def peer_specs() -> list[Spec]:
              lambda port: [node, str(SERVERS / "node_mercure.js"), str(port), KEY],
              lambda t: "/hub?topic=" + quote(t, safe=""), "/hub", templates=True,
              env={"NODE_PATH": str(PEERS / "node_modules")},
-             note="mercure 0.1.0 (older draft: topic + data, targets) on Express. Read in its "
-                  "source: hub.js registers `sse.on('connection', this.onSseConnection)` unbound, "
-                  "so `this.authorizeSubscribe` is undefined there and every subscription is "
-                  "answered 401; server.js reads `claims.mercure` from a `{complete: true}` "
-                  "decode (the claims are under `payload`), so every publish is answered 401"),
+             note="mercure 0.1.0 (older draft: topic + data, targets) on Express, with two "
+                  "bugs of that only release worked around in the runner from outside its "
+                  "source (as published it answers 401 to everything): the SSE connection "
+                  "handler bound to its hub, and the verified token's payload handed to the "
+                  "grant checks (servers/node_mercure.js says which lines)"),
         Spec("sse-starlette", "peer",
              lambda port: [venv_python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
                            "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",

@@ -17,6 +17,16 @@ this process and across a cluster sharing a Redis store.
 A store that cannot be reached stops the intake on the update at hand,
 which is retried with backoff: the watch holds the updates that follow, in
 order, so none is skipped and the cursor never passes one not queued.
+
+Two things keep the intake off the hub's publish path: the topics that
+have subscribers are known in memory (read from the store at start and
+every ``refresh`` seconds, and told at once of each verified subscription
+of this process), so an update nobody subscribed to costs no store call;
+and the cursor is written at most once a second (and at stop), since
+resuming from an older cursor only replays updates that ``enqueue`` then
+ignores.  In a cluster a subscription made on another node reaches this
+node's set at the next refresh; until then that node, which saw the
+update too, queues it.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -49,6 +60,8 @@ class Intake:
     #: Backoff of a failed enqueue or cursor write, first and longest delays.
     RETRY_FIRST = 1.0
     RETRY_CAP = 60.0
+    #: Seconds between cursor writes.
+    CURSOR_EVERY = 1.0
 
     def __init__(
         self,
@@ -61,6 +74,12 @@ class Intake:
         on_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self._port = port
+        #: Topics with live subscriptions, None until first read (then
+        #: every update of an offered topic goes to the store).
+        self._subscribed: set[str] | None = None
+        #: Cursors handled but not yet written, by watch name.
+        self._unsaved: dict[str, str] = {}
+        self._saving: IDelayedCall | None = None
         self._store = store
         self._cursors = cursors
         self._config = config
@@ -100,18 +119,62 @@ class Intake:
         if watch is not None:
             watch.stop()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop every watch and write the cursors not yet written."""
         self._stopped = True
         for name in list(self._watches):
             self.unwatch(name)
+        if self._saving is not None and self._saving.active():
+            self._saving.cancel()
+        await self._save_cursors()
+
+    async def refresh_subscribed(self) -> set[str] | None:
+        """Re-read which topics have live subscriptions, and return them (a
+        store that cannot be reached leaves the set as it was: None)."""
+        try:
+            self._subscribed = set(await self._store.topics(self._clock.seconds()))
+        except HubStoreUnavailable as e:
+            self.log.warn("websub hub: cannot list subscribed topics ({error})", error=str(e))
+            return None
+        return set(self._subscribed)
+
+    def subscribed(self, topic: str) -> None:
+        """``topic`` just got a verified subscription here."""
+        if self._subscribed is not None:
+            self._subscribed.add(topic)
+
+    def _wanted(self, topic: str) -> bool:
+        return self._subscribed is None or topic in self._subscribed
+
+    def _handled(self, name: str, update_id: str) -> None:
+        self._unsaved[name] = update_id
+        if self._saving is None or not self._saving.active():
+            self._saving = self._clock.callLater(self.CURSOR_EVERY, self._save_soon)
+
+    def _save_soon(self) -> None:
+        d = Deferred.fromCoroutine(self._save_cursors())
+        d.addErrback(lambda f: self.log.failure("websub hub: writing the cursors failed", f))
+
+    async def _save_cursors(self) -> None:
+        unsaved, self._unsaved = self._unsaved, {}
+        for name, update_id in unsaved.items():
+            try:
+                await self._cursors.set_cursor(name, update_id)
+            except sqlite3.Error as e:
+                # Kept for the next write: an older cursor only replays more.
+                self._unsaved.setdefault(name, update_id)
+                self.log.warn(
+                    "websub hub: could not record where the watch stopped ({error})", error=str(e)
+                )
 
     async def _handle(self, name: str, update: ReceivedUpdate) -> None:
         offered = [
             (topic, found)
             for topic in dict.fromkeys(update.topics)
-            if (found := self._config.offered(topic)) is not None
+            if (found := self._config.offered(topic)) is not None and self._wanted(topic)
         ]
         if not offered:
+            self._handled(name, update.id)
             return
         body = update.data.encode("utf-8", "surrogatepass")
         queued = 0
@@ -122,7 +185,7 @@ class Intake:
                 ),
                 update.id,
             )
-        await self._persist(lambda: self._cursors.set_cursor(name, update.id), update.id)
+        self._handled(name, update.id)
         if queued:
             self.log.debug(
                 "websub hub: update {id} queued for {count} subscriber(s)",
@@ -137,9 +200,7 @@ class Intake:
         while True:
             try:
                 return await write()
-            except (HubStoreUnavailable, sqlite3.Error) as e:
-                # sqlite3.Error: the cursor table (a full disk, a locked
-                # file) rather than the hub store.
+            except HubStoreUnavailable as e:
                 if self._stopped:
                     raise
                 self.log.warn(

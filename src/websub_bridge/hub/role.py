@@ -6,7 +6,8 @@ bridge (an HTTP port that opens one SSE stream per topic): where the port
 cannot watch all topics, the role watches the concrete topics that have
 subscribers, re-read from the store every ``TOPICS_REFRESH`` seconds and
 at once after a verified subscription, so a topic's stream opens as soon
-as it has its first subscriber and closes once its last lease ends.
+as it has its first subscriber and closes once its last lease ends.  The
+same refresh keeps the intake's set of subscribed topics current.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ._config import HubRoleConfig
 from ._distribute import Distributor
 from ._intake import ALL_TOPICS, Intake
 from ._pings import Pings
-from ._store import HubStore, HubStoreUnavailable
+from ._store import HubStore
 from ._subscriptions import Subscriptions
 from ._web import HubEndpoint
 
@@ -88,22 +89,21 @@ class HubRole:
 
     async def start(self) -> None:
         self.distributor.start()
+        await self.intake.refresh_subscribed()
         if self._port.watches_all:
             await self.intake.watch(ALL_TOPICS)
-        else:
-            self._refresher = LoopingCall(lambda: Deferred.fromCoroutine(self.refresh_topics()))
-            self._refresher.clock = self._clock
-            self._refresher.start(self.TOPICS_REFRESH, now=True).addErrback(
-                lambda f: self.log.failure("websub hub: the topic refresh failed", f)
-            )
+        self._refresher = LoopingCall(lambda: Deferred.fromCoroutine(self.refresh_topics()))
+        self._refresher.clock = self._clock
+        self._refresher.start(self.TOPICS_REFRESH, now=not self._port.watches_all).addErrback(
+            lambda f: self.log.failure("websub hub: the topic refresh failed", f)
+        )
         self.log.info("websub hub: serving {url}", url=self.url)
 
     async def refresh_topics(self) -> None:
-        """Watch exactly the topics with live subscriptions (per-topic ports)."""
-        try:
-            wanted = set(await self.store.topics(self._clock.seconds()))
-        except HubStoreUnavailable as e:
-            self.log.warn("websub hub: cannot list subscribed topics ({error})", error=str(e))
+        """Re-read the subscribed topics; where the port watches topic by
+        topic, watch exactly those."""
+        wanted = await self.intake.refresh_subscribed()
+        if self._port.watches_all or wanted is None:
             return
         for name in self.intake.watched - wanted:
             self.intake.unwatch(name)
@@ -111,6 +111,7 @@ class HubRole:
             await self.intake.watch(name)
 
     def _subscribed(self, topic: str) -> None:
+        self.intake.subscribed(topic)
         if not self._port.watches_all and topic not in self.intake.watched:
             d = Deferred.fromCoroutine(self.intake.watch(topic))
             d.addErrback(lambda f: self.log.failure("websub hub: watching {topic} failed", f, topic=topic))
@@ -118,7 +119,7 @@ class HubRole:
     async def stop(self) -> None:
         if self._refresher is not None and self._refresher.running:
             self._refresher.stop()
-        self.intake.stop()
+        await self.intake.stop()
         self.subscriptions.stop()
         self.pings.stop()
         await self.distributor.stop()

@@ -345,3 +345,61 @@ def test_malformed_hub_requests_get_a_precise_status(
     assert answer.endswith(b"\n") and len(answer) > 1
     assert world.verifications == []
     kit.stop()
+
+
+def test_an_update_nobody_subscribed_to_costs_no_store_call(tmp_path: Path, no_failures: Any) -> None:
+    kit, world = role_kit(tmp_path)
+    store = kit.service.hub_store
+    calls: list[str] = []
+    enqueue = store.enqueue
+
+    def counting(update_id: str, *args: Any) -> Any:
+        calls.append(update_id)
+        return enqueue(update_id, *args)
+
+    store.enqueue = counting  # type: ignore[method-assign]
+    for i in range(5):
+        publish(kit, data=str(i))  # offered, but no subscriber yet
+    assert calls == []
+    subscribe(kit)  # this process's verified subscription: known at once
+    publish(kit, data="now")
+    assert len(calls) == 1 and world.bodies() == [b"now"]
+    kit.stop()
+
+
+def test_a_subscription_another_node_made_is_served_after_the_refresh(
+    tmp_path: Path, no_failures: Any
+) -> None:
+    from websub_bridge.hub._store import Subscription
+    from websub_bridge.hub.role import HubRole
+
+    kit, world = role_kit(tmp_path)
+    now = kit.clock.seconds()
+    kit.run(kit.service.hub_store.put_subscription(
+        Subscription(topic=BOOK, callback=A, secret=None, lease_expires=now + 3600, created_at=now)
+    ))
+    kit.advance(HubRole.TOPICS_REFRESH)
+    publish(kit, data="seen")
+    assert world.bodies() == [b"seen"]
+    kit.stop()
+
+
+def test_the_cursor_is_written_at_most_once_a_second(tmp_path: Path, no_failures: Any) -> None:
+    kit, world = role_kit(tmp_path)
+    writes: list[str] = []
+    set_cursor = kit.store.set_cursor
+
+    def counting(name: str, event_id: str) -> Any:
+        writes.append(event_id)
+        return set_cursor(name, event_id)
+
+    kit.store.set_cursor = counting  # type: ignore[method-assign]
+    ids = [publish(kit, data=str(i)) for i in range(20)]
+    assert writes == []
+    kit.advance(1)
+    assert writes == [ids[-1]]
+    assert kit.run(kit.store.cursor("*")) == ids[-1]
+    last = publish(kit, data="last")
+    kit.run(kit.service.stopService())  # a stop writes what is pending
+    assert writes == [ids[-1], last]
+    kit.run(kit.hub_service.stopService())

@@ -88,12 +88,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 class HubProcess:
+    """A ``twistd`` daemon of this project on a loopback port.
+
+    ``subcommand`` is the twistd plugin (``mercure``, the hub, by default;
+    ``websub-bridge`` for the standalone bridge, `start_websub_bridge`), and
+    ``env`` extra environment variables for it (a token, say): the rest of
+    the environment is the test run's, without any ``MERCURE_*`` setting
+    (nor ``WEBSUB_BRIDGE_*`` for the bridge) from the developer's shell.
+    """
+
     def __init__(self, port: int, flags: tuple[str, ...], log_path: Path,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", *, subcommand: str = "mercure",
+                 env: dict[str, str] | None = None) -> None:
         self.port = port
         self.host = host
         self.flags = flags
         self.log_path = log_path
+        self.subcommand = subcommand
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -107,7 +119,7 @@ class HubProcess:
 
     def start(self) -> None:
         command = twistd_command() + [
-            "-n", "--pidfile=", "mercure",
+            "-n", "--pidfile=", self.subcommand,
             "--listen", f"tcp:{self.port}:interface={self.host}",
             *self.flags,
         ]
@@ -118,8 +130,11 @@ class HubProcess:
         env = dict(os.environ)
         # Settings come from the flags only, never from the developer's shell.
         for name in list(env):
-            if name.startswith("MERCURE_"):
+            if name.startswith("MERCURE_") or (
+                self.subcommand != "mercure" and name.startswith("WEBSUB_BRIDGE_")
+            ):
                 del env[name]
+        env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         with open(self.log_path, "ab") as log:
             log.write(("$ " + " ".join(command) + "\n").encode())
@@ -134,7 +149,7 @@ class HubProcess:
             code = self.proc.poll()
             if code is not None:
                 raise RuntimeError(
-                    f"hub exited with {code} before listening:\n{self.log()}"
+                    f"{self.subcommand} exited with {code} before listening:\n{self.log()}"
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
@@ -144,7 +159,7 @@ class HubProcess:
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(
-                    f"hub did not listen on {self.port} within {START_TIMEOUT}s:\n{self.log()}"
+                    f"{self.subcommand} did not listen on {self.port} within {START_TIMEOUT}s:\n{self.log()}"
                 )
             time.sleep(0.05)
 
@@ -178,6 +193,35 @@ class HubProcess:
             return self.log_path.read_text(errors="replace")
         except OSError as e:
             return f"(no log: {e})"
+
+
+def start_websub_bridge(
+    request: pytest.FixtureRequest,
+    log_dir: Path,
+    *flags: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> HubProcess:
+    """Start ``twistd -n --pidfile= websub-bridge --listen tcp:PORT:... *flags``.
+
+    Use it from a test that also uses the ``start_hub`` fixture: the bridge
+    joins that fixture's processes, so it is stopped at teardown (SIGTERM,
+    then SIGKILL after a bound) and its log is attached to a failed test's
+    report like a hub's.  ``env`` carries the tokens
+    (``WEBSUB_BRIDGE_PUBLISHER_TOKEN``, ``WEBSUB_BRIDGE_SUBSCRIBER_TOKEN``).
+    Its data directory is ``log_dir/data-PORT`` unless ``--data-dir`` is given.
+    """
+    processes: list[HubProcess] | None = getattr(request.node, "_mercure_hubs", None)
+    if processes is None:
+        raise RuntimeError("start_websub_bridge needs the start_hub fixture in the same test")
+    port = port or free_port()
+    bridge = HubProcess(
+        port, tuple(flags), log_dir / f"bridge-{len(processes)}.log",
+        subcommand="websub-bridge", env=env,
+    )
+    processes.append(bridge)
+    bridge.start()
+    return bridge
 
 
 def require_executable(path: str) -> str:

@@ -96,13 +96,6 @@ def test_each_update_reaches_a_subscriber_once_whichever_node_published_it(
         assert "Traceback" not in node.log()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src regression of b97c5b6: websub_bridge/hub/_intake.py Intake._wanted skips an update of a "
-    "topic missing from the node's in-memory set of subscribed topics (read at start, refreshed "
-    "every 30 s, told only of this node's own verifications): node 2, started before the "
-    "subscription made through node 1, queues nothing while node 1 is down, and the cursor "
-    "passes the updates, so they are never delivered (passes at 4f86be9)"
-))
 def test_the_subscription_outlives_the_node_it_was_made_on(
     start_hub: StartHub, redis_server: RedisServer, tmp_path: Path, callback: Callback,
 ) -> None:

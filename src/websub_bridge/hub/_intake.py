@@ -18,15 +18,15 @@ A store that cannot be reached stops the intake on the update at hand,
 which is retried with backoff: the watch holds the updates that follow, in
 order, so none is skipped and the cursor never passes one not queued.
 
-Two things keep the intake off the hub's publish path: the topics that
-have subscribers are known in memory (read from the store at start and
-every ``refresh`` seconds, and told at once of each verified subscription
-of this process), so an update nobody subscribed to costs no store call;
-and the cursor is written at most once a second (and at stop), since
-resuming from an older cursor only replays updates that ``enqueue`` then
-ignores.  In a cluster a subscription made on another node reaches this
-node's set at the next refresh; until then that node, which saw the
-update too, queues it.
+Two things keep the intake off the hub's publish path.  Where the store
+is this process's alone (SQLite), the topics that have subscribers are
+known in memory (read at start and at every refresh, and told at once of
+each verified subscription), so an update nobody subscribed to costs no
+store call; a shared store (a cluster on Redis) is asked about every
+offered update instead, since a subscription made on another node, which
+may stop before it queues anything, must be served at once.  And the
+cursor is written at most once a second (and at stop), since resuming
+from an older cursor only replays updates that ``enqueue`` then ignores.
 """
 
 from __future__ import annotations
@@ -132,11 +132,13 @@ class Intake:
         """Re-read which topics have live subscriptions, and return them (a
         store that cannot be reached leaves the set as it was: None)."""
         try:
-            self._subscribed = set(await self._store.topics(self._clock.seconds()))
+            topics = set(await self._store.topics(self._clock.seconds()))
         except HubStoreUnavailable as e:
             self.log.warn("websub hub: cannot list subscribed topics ({error})", error=str(e))
             return None
-        return set(self._subscribed)
+        if not self._store.shared:
+            self._subscribed = set(topics)
+        return topics
 
     def subscribed(self, topic: str) -> None:
         """``topic`` just got a verified subscription here."""

@@ -113,6 +113,8 @@ class RedisHubStore:
     at once with `HubStoreUnavailable` while the link keeps reconnecting.
     """
 
+    shared = True
+
     @classmethod
     def from_url(
         cls, url: str, reactor: Any, *, key_prefix: str | None = None

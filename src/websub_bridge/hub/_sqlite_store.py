@@ -80,6 +80,8 @@ class SQLiteHubStore:
     thread), so `close` leaves it open: whoever built the `Store` closes it.
     """
 
+    shared = False
+
     def __init__(self, store: Store) -> None:
         self._store = store
 

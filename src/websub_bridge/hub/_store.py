@@ -85,6 +85,10 @@ class HubStore(Protocol):
     and fails with ``HubStoreUnavailable`` when the store cannot be reached
     (the caller answers 503 or retries later)."""
 
+    #: True when other processes write the same subscriptions (a cluster):
+    #: this process then cannot know them all from its own requests.
+    shared: bool
+
     def put_subscription(self, subscription: Subscription) -> Deferred[None]:
         """Create or replace the (topic, callback) subscription (after a
         successful verification of intent)."""

@@ -403,3 +403,22 @@ def test_the_cursor_is_written_at_most_once_a_second(tmp_path: Path, no_failures
     kit.run(kit.service.stopService())  # a stop writes what is pending
     assert writes == [ids[-1], last]
     kit.run(kit.hub_service.stopService())
+
+
+def test_with_a_shared_store_another_nodes_subscription_is_served_at_once(
+    tmp_path: Path, no_failures: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster: the node that took the subscription may stop before it
+    queues anything, so every node asks the shared store about every update."""
+    from websub_bridge.hub._sqlite_store import SQLiteHubStore
+    from websub_bridge.hub._store import Subscription
+
+    monkeypatch.setattr(SQLiteHubStore, "shared", True)
+    kit, world = role_kit(tmp_path)
+    now = kit.clock.seconds()
+    kit.run(kit.service.hub_store.put_subscription(
+        Subscription(topic=BOOK, callback=A, secret=None, lease_expires=now + 3600, created_at=now)
+    ))
+    publish(kit, data="at once")
+    assert world.bodies() == [b"at once"]
+    kit.stop()

@@ -416,13 +416,6 @@ def test_a_standalone_bridge_cut_from_its_hub_and_restored_loses_nothing(
     assert secret not in log
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src bug: websub_bridge/hub/_distribute.py Distributor._start puts a delivery claimed while "
-    "its host is at concurrency_per_host back in the queue due now + BUSY_HOST_DELAY (1 s; "
-    "HostLimits.delay_until_available returns 0.0 for a full in-flight cap), so deliveries "
-    "claimed later, when the slot is free, overtake it: a burst 1..10 arrives as "
-    "[1, 3, 5, 7, 9, 2, ...] or [1, 4, 7, 10, 2, ...]"
-))
 def test_deliveries_to_one_subscriber_keep_the_publication_order(
     start_hub: StartHub, request: pytest.FixtureRequest, tmp_path: Path,
     callback: Callback, proxies: Callable[[int], TcpProxy],

@@ -16,6 +16,15 @@ host is at its cap goes back to the queue for a moment instead of waiting
 in line, every request has a timeout, and the worker as a whole keeps at
 most ``max_in_flight`` requests open.
 
+Each subscription gets its notifications in publication order, one at a
+time: a delivery claimed while an earlier one of the same (topic, callback)
+is in flight waits behind it (a few in memory, the rest back in the queue,
+due after it), and when one is retried the later ones wait for it.  Order
+matters to a subscriber that keeps the last state it was sent (another
+hub's bridge in document mode); the price is one request at a time per
+subscription, and a notification dropped after its last attempt lets the
+next ones go.
+
 The queue is the store's, not the worker's: a delivery is claimed for a
 bounded time, so one that was being sent when the process died is sent
 again by whichever node claims it next (at least once).  Deliveries are
@@ -27,6 +36,7 @@ periodic sweep ends expired leases.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Distributor"]
 
+#: `Distributor._deliver`'s answer when the subscription ended (410).
+_GONE = -1.0
+
 
 class Distributor:
     """Sends the queued deliveries, within per-host and global limits."""
@@ -60,6 +73,8 @@ class Distributor:
     STORE_RETRY_SECONDS = 5.0
     #: Seconds a delivery whose host is at its in-flight cap waits in the queue.
     BUSY_HOST_DELAY = 1.0
+    #: Claimed deliveries held in memory behind one in flight, per subscription.
+    HOLD_PER_SUBSCRIPTION = 2
 
     def __init__(
         self,
@@ -87,9 +102,16 @@ class Distributor:
             burst=config.burst_per_host,
             concurrency=config.concurrency_per_host,
         )
-        # A claim outlives the request (its timeout) and the settling of it.
-        self._claim_seconds = config.delivery_timeout + 30.0
-        self._sending: set[Deferred[None]] = set()
+        # A claim outlives the requests it may wait behind (their timeouts)
+        # and the settling of it.
+        self._claim_seconds = config.delivery_timeout * (self.HOLD_PER_SUBSCRIPTION + 1) + 30.0
+        self._sending: set[Deferred[Any]] = set()
+        #: Subscriptions with a delivery in flight, and those held behind it.
+        self._busy: dict[tuple[str, str], deque[Delivery]] = {}
+        #: Per subscription, its deliveries waiting in the queue that this
+        #: process put there (back), in order, with their due times: only
+        #: the first may go; one claimed while others wait goes after them.
+        self._requeued: dict[tuple[str, str], list[tuple[Delivery, float]]] = {}
         self._timer: IDelayedCall | None = None
         self._pumping = False
         self._again = False
@@ -156,7 +178,8 @@ class Distributor:
         try:
             while not self._stopped:
                 self._again = False
-                room = self._max_in_flight - len(self._sending)
+                held = sum(len(f) for f in self._busy.values())
+                room = self._max_in_flight - len(self._sending) - held
                 if room <= 0:
                     return  # a request that ends wakes us
                 wanted = min(room, self.CLAIM_BATCH)
@@ -192,29 +215,94 @@ class Distributor:
             self._sleep(max(due - self._clock.seconds(), 0.05))
 
     async def _start(self, delivery: Delivery) -> None:
-        host = delivery.host
-        if not self._limits.try_acquire(host):
+        key = (delivery.topic, delivery.callback)
+        waiting = self._requeued.get(key)
+        if waiting:
+            if waiting[0][0].id == delivery.id:
+                waiting.pop(0)  # its turn
+                if not waiting:
+                    del self._requeued[key]
+            else:
+                # Earlier ones of this subscription wait in the queue (put
+                # back, or a retry): this one goes after them.
+                waiting[:] = [(d, due) for d, due in waiting if d.id != delivery.id]
+                await self._requeue([delivery], key, self.BUSY_HOST_DELAY)
+                return
+        followers = self._busy.get(key)
+        if followers is not None:
+            # An earlier notification of this subscription is being sent.
+            if len(followers) < self.HOLD_PER_SUBSCRIPTION:
+                followers.append(delivery)
+            else:
+                await self._requeue([delivery], key, self.BUSY_HOST_DELAY)
+            return
+        if not self._limits.try_acquire(delivery.host):
             # The host is at its cap or out of tokens: back to the queue,
             # due when a token is free, so the rest of the batch goes on.
-            delay = self._limits.delay_until_available(host) or self.BUSY_HOST_DELAY
-            await self._settle(
-                lambda: self._store.retry(
-                    delivery.id, self._clock.seconds() + delay, delivery.attempts
-                ),
-                delivery,
-            )
+            delay = self._limits.delay_until_available(delivery.host) or self.BUSY_HOST_DELAY
+            await self._requeue([delivery], key, delay)
             return
+        self._busy[key] = deque()
+        self._send(delivery, key)
+
+    async def _requeue(self, deliveries: list[Delivery], key: tuple[str, str], delay: float) -> None:
+        """Back to the queue, due at least ``delay`` from now and after those
+        of the same subscription already waiting there, in order."""
+        waiting = self._requeued.setdefault(key, [])
+        due = max(self._clock.seconds() + delay, waiting[-1][1] if waiting else 0.0)
+        for delivery in deliveries:
+            due += 1e-6  # strictly later: the queue keeps their order
+            waiting.append((delivery, due))
+            await self._settle(
+                lambda: self._store.retry(delivery.id, due, delivery.attempts), delivery
+            )
+
+    def _send(self, delivery: Delivery, key: tuple[str, str]) -> None:
         d = Deferred.fromCoroutine(self._deliver(delivery))
         self._sending.add(d)
 
         def ended(result: object) -> object:
             self._sending.discard(d)
-            self._limits.release(host)
-            self.wake()
+            self._limits.release(delivery.host)
             return result
 
         d.addBoth(ended)
         d.addErrback(self._delivery_failed, delivery)
+        d.addCallback(lambda after: Deferred.fromCoroutine(self._next_of(key, after, delivery)))
+        d.addErrback(lambda f: self.log.failure("websub hub: the delivery worker failed", f))
+        d.addBoth(lambda _: self.wake())
+
+    async def _next_of(
+        self, key: tuple[str, str], after: float | None, retried: Delivery | None = None
+    ) -> None:
+        """The delivery of ``key`` ended: send the next one held, or, when it
+        is to be retried at ``after`` (or the host is busy), put the held ones
+        back in the queue after it."""
+        followers = self._busy.pop(key, deque())
+        if after == _GONE:
+            self._requeued.pop(key, None)  # the store dropped them with the subscription
+            return
+        if self._stopped:
+            return
+        if after is not None:
+            # The retried one (``retried``) waits first; everything later of
+            # this subscription, held here or already put back, goes after
+            # it, in publication order (created_at is the enqueue time; the
+            # sort is stable).
+            later = [*followers, *(d for d, _ in self._requeued.pop(key, []))]
+            later.sort(key=lambda d: d.created_at)
+            self._requeued[key] = [(retried, after)] if retried is not None else []
+            await self._requeue(later, key, 0.0)
+            return
+        if not followers:
+            return
+        first = followers.popleft()
+        if self._limits.try_acquire(first.host):
+            self._busy[key] = followers
+            self._send(first, key)
+            return
+        delay = self._limits.delay_until_available(first.host) or self.BUSY_HOST_DELAY
+        await self._requeue([first, *followers], key, delay)
 
     def _delivery_failed(self, failure: Failure, delivery: Delivery) -> None:
         if failure.check(CancelledError) is None:
@@ -225,7 +313,9 @@ class Distributor:
 
     # -- sending -------------------------------------------------------
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _deliver(self, delivery: Delivery) -> float | None:
+        """Send once and settle; returns when it is due again (retried),
+        `_GONE` (the subscription ended) or None (done or dropped)."""
         outcome = await send_delivery(
             self._client,
             delivery,
@@ -237,7 +327,7 @@ class Distributor:
         if outcome.outcome is Outcome.DELIVERED:
             self._count("delivered")
             await self._settle(lambda: self._store.complete(delivery.id), delivery)
-            return
+            return None
         if outcome.outcome is Outcome.GONE:
             self._count("gone")
             self.log.info(
@@ -248,7 +338,7 @@ class Distributor:
                 lambda: self._store.remove_subscription(delivery.topic, delivery.callback),
                 delivery,
             )
-            return
+            return _GONE
         attempts = delivery.attempts + 1
         now = self._clock.seconds()
         if should_give_up(
@@ -263,7 +353,7 @@ class Distributor:
                 attempts=attempts, reason=outcome.reason,
             )
             await self._settle(lambda: self._store.complete(delivery.id), delivery)
-            return
+            return None
         delay = retry_delay(attempts, rng=self._rng)
         self._count("retried")
         self.log.info(
@@ -273,6 +363,7 @@ class Distributor:
             attempts=attempts, most=self._config.max_attempts, delay=delay,
         )
         await self._settle(lambda: self._store.retry(delivery.id, now + delay, attempts), delivery)
+        return now + delay
 
     async def _settle(self, write: Callable[[], Awaitable[object]], delivery: Delivery) -> None:
         """Record a delivery's fate; a store that fails leaves the claim to
@@ -293,6 +384,15 @@ class Distributor:
     # -- leases --------------------------------------------------------
 
     async def _sweep(self) -> None:
+        now = self._clock.seconds()
+        # Put back and claimed elsewhere since (another node): forgotten.
+        stale = now - self._claim_seconds
+        for key, entries in list(self._requeued.items()):
+            kept = [(d, due) for d, due in entries if due > stale]
+            if kept:
+                self._requeued[key] = kept
+            else:
+                del self._requeued[key]
         try:
             expired = await self._store.expire(self._clock.seconds())
             depth = await self._store.queue_depth()

@@ -235,15 +235,65 @@ def test_after_max_attempts_the_notification_is_dropped_but_the_subscription_kep
 def test_a_dead_subscriber_does_not_delay_the_others(tmp_path: Path, no_failures: Any) -> None:
     kit, world = role_kit(tmp_path)
     subscribe(kit, callback=A)
+    subscribe(kit, topic=NEWS, callback=A)
     subscribe(kit, callback=B)
     world.holding.add("a.example")  # a.example never answers
     for i in range(5):
         publish(kit, data=str(i))
-    # b.example got everything at once; a.example holds at most its cap.
+    publish(kit, topic=NEWS, data="news")
+    # b.example got everything at once; a.example has one request in flight
+    # per subscription (in order), within its host's cap.
     assert world.bodies("b.example") == [str(i).encode() for i in range(5)]
     assert len(world.held_posts) == 2  # concurrency_per_host = 2
     kit.advance(10)  # delivery_timeout: the held requests time out (retried later)
     assert deliveries_metric(kit, "retried") >= 2
+    kit.stop()
+
+
+def release(world: Subscribers, status: int = 204) -> None:
+    request = world.held_posts.pop(0)
+    request.setResponseCode(status)
+    request.finish()
+
+
+def test_a_subscription_gets_its_notifications_one_at_a_time_in_order(
+    tmp_path: Path, no_failures: Any
+) -> None:
+    kit, world = role_kit(tmp_path)
+    subscribe(kit)
+    world.holding.add("a.example")
+    for i in range(8):  # more than are held in memory: the rest wait in the queue
+        publish(kit, data=str(i))
+    seen = []
+    for _ in range(8):
+        assert len(world.held_posts) == 1
+        seen.append(world.held_posts[0].content.getvalue())
+        release(world)
+        kit.advance(0)  # the answer is read: the next one held goes at once
+        if not world.held_posts:
+            kit.advance(1.1)  # or, put back in the queue, a second later
+    assert seen == [str(i).encode() for i in range(8)]
+    kit.stop()
+
+
+def test_a_retried_notification_keeps_the_later_ones_behind_it(
+    tmp_path: Path, no_failures: Any
+) -> None:
+    kit, world = role_kit(tmp_path)
+    subscribe(kit)
+    world.holding.add("a.example")
+    for i in range(4):
+        publish(kit, data=str(i))
+    release(world, 503)  # "0" fails: retried within 5 s
+    kit.advance(0)
+    assert world.held_posts == []  # "1".."3" wait for it
+    seen = []
+    for _ in range(4):
+        kit.advance(6)
+        assert len(world.held_posts) == 1
+        seen.append(world.held_posts[0].content.getvalue())
+        release(world)
+    assert seen == [b"0", b"1", b"2", b"3"]
     kit.stop()
 
 
@@ -421,4 +471,29 @@ def test_with_a_shared_store_another_nodes_subscription_is_served_at_once(
     ))
     publish(kit, data="at once")
     assert world.bodies() == [b"at once"]
+    kit.stop()
+
+
+def test_a_burst_to_a_slow_subscriber_arrives_whole_and_in_order(tmp_path: Path, no_failures: Any) -> None:
+    """Deliveries put back in the queue must not leapfrog one another (each
+    one claimed while a later one waits would otherwise go behind it again,
+    for ever): the subscriber answers each request 0.3 s after it came."""
+    kit, world = role_kit(tmp_path)
+    subscribe(kit)
+    world.holding.add("a.example")
+    seen: list[bytes] = []
+
+    def answer_later() -> None:
+        for request in list(world.held_posts):
+            world.held_posts.remove(request)
+            kit.clock.callLater(0.3, lambda r=request: (seen.append(r.content.getvalue()), r.finish()))
+
+    hub = kit.hub_service.hub
+    for i in range(20):
+        hub.publish(Update(topics=(BOOK,), id=new_event_id(), data=str(i)))
+    for _ in range(400):
+        answer_later()
+        kit.advance(0.1)
+    assert seen == [str(i).encode() for i in range(20)]
+    assert kit.run(kit.service.hub_store.queue_depth()) == 0
     kit.stop()

@@ -31,6 +31,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web.client import _HTTP11ClientFactory
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
@@ -209,6 +210,31 @@ async def _read_body(response: IResponse, limit: int, where: str) -> bytes:
     return await collector.done
 
 
+class _VersionAwareProtocol(HTTP11ClientProtocol):
+    """Twisted's HTTP/1.1 client, which also lets an HTTP/1.0 answer end
+    its connection.
+
+    Twisted keeps a connection for reuse unless the answer says
+    ``Connection: close``; an HTTP/1.0 server (Python's stock
+    ``http.server``, many small callbacks) closes after every answer and
+    says nothing (RFC 9112 section 9.3: without ``keep-alive`` an HTTP/1.0
+    connection does not persist).  Reused, such a connection fails the next
+    request before any answer, and a POST is not retried: each delivery
+    after the first would fail once.
+    """
+
+    def _finishResponse_WAITING(self, rest: bytes) -> None:
+        parser = self._parser
+        response = getattr(parser, "response", None)
+        if parser is not None and response is not None and tuple(response.version[1:]) < (1, 1):
+            tokens = b",".join(parser.connHeaders.getRawHeaders(b"connection", ())).lower()
+            if b"keep-alive" not in tokens:
+                parser.connHeaders.setRawHeaders(b"connection", [b"close"])
+        super()._finishResponse_WAITING(rest)  # type: ignore[misc]
+
+    _finishResponse_TRANSMITTING = _finishResponse_WAITING
+
+
 class _QuietFactory(_HTTP11ClientFactory):
     """Twisted's per-connection factory, without its "Starting factory" /
     "Stopping factory" lines: one pair per outbound connection drowned the
@@ -216,9 +242,13 @@ class _QuietFactory(_HTTP11ClientFactory):
 
     noisy = False
 
+    def buildProtocol(self, addr: Any) -> HTTP11ClientProtocol:
+        return _VersionAwareProtocol(self._quiescentCallback)
+
 
 class QuietConnectionPool(HTTPConnectionPool):
-    """A persistent connection pool whose connections are not logged."""
+    """A persistent connection pool whose connections are not logged, and
+    which does not reuse those an HTTP/1.0 answer ended."""
 
     _factory = _QuietFactory
 

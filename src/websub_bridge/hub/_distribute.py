@@ -105,7 +105,8 @@ class Distributor:
         # A claim outlives the requests it may wait behind (their timeouts)
         # and the settling of it.
         self._claim_seconds = config.delivery_timeout * (self.HOLD_PER_SUBSCRIPTION + 1) + 30.0
-        self._sending: set[Deferred[Any]] = set()
+        #: Requests in flight, and the delivery each is sending.
+        self._sending: dict[Deferred[Any], Delivery] = {}
         #: Subscriptions with a delivery in flight, and those held behind it.
         self._busy: dict[tuple[str, str], deque[Delivery]] = {}
         #: Per subscription, its deliveries waiting in the queue that this
@@ -129,17 +130,33 @@ class Distributor:
         self.wake()
 
     def stop(self) -> Deferred[None]:
-        """Stop claiming; cancel the requests in flight (their claims expire
-        and they are sent again after the restart).  Fires when all ended."""
+        """Stop claiming; cancel the requests in flight and give back their
+        claims and those of the deliveries held behind them, due at once (a
+        restarted or another node sends them next, in order).  Fires when
+        all ended."""
         self._stopped = True
         if self._sweeper.running:
             self._sweeper.stop()
         self._cancel_timer()
+        # Those in flight first (cancelled: maybe sent, at least once), then
+        # those held behind them, so the next claim keeps their order.
+        held = [*self._sending.values(), *(d for f in self._busy.values() for d in f)]
+        self._busy.clear()
         pending = list(self._sending)
         for d in pending:
             d.cancel()
-        done: Deferred[Any] = DeferredList(pending, consumeErrors=True)
+        released = Deferred.fromCoroutine(self._release(held))
+        done: Deferred[Any] = DeferredList([*pending, released], consumeErrors=True)
         return done.addCallback(lambda _: None)
+
+    async def _release(self, held: list[Delivery]) -> None:
+        """Due again at once, in order: whichever node claims next sends them."""
+        due = self._clock.seconds()
+        for delivery in held:
+            due += 1e-6
+            await self._settle(
+                lambda: self._store.retry(delivery.id, due, delivery.attempts), delivery
+            )
 
     @property
     def in_flight(self) -> int:
@@ -259,10 +276,10 @@ class Distributor:
 
     def _send(self, delivery: Delivery, key: tuple[str, str]) -> None:
         d = Deferred.fromCoroutine(self._deliver(delivery))
-        self._sending.add(d)
+        self._sending[d] = delivery
 
         def ended(result: object) -> object:
-            self._sending.discard(d)
+            self._sending.pop(d, None)
             self._limits.release(delivery.host)
             return result
 

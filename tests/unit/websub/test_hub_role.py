@@ -497,3 +497,19 @@ def test_a_burst_to_a_slow_subscriber_arrives_whole_and_in_order(tmp_path: Path,
     assert seen == [str(i).encode() for i in range(20)]
     assert kit.run(kit.service.hub_store.queue_depth()) == 0
     kit.stop()
+
+
+def test_a_stop_gives_back_its_claims_so_a_restart_sends_at_once_in_order(
+    tmp_path: Path, no_failures: Any
+) -> None:
+    kit, world = role_kit(tmp_path)
+    subscribe(kit)
+    world.holding.add("a.example")
+    for i in range(3):
+        publish(kit, data=str(i))  # "0" in flight, "1" and "2" held behind it
+    assert len(world.held_posts) == 1
+    kit.stop()
+    kit2, world2 = role_kit(tmp_path, clock=kit.clock)
+    kit2.advance(1)  # well before any claim would have expired
+    assert world2.bodies() == [b"0", b"1", b"2"]
+    kit2.stop()

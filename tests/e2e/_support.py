@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -229,3 +230,26 @@ def require_executable(path: str) -> str:
     if not found:
         pytest.fail(f"{path} not found: install it (CI installs it); this test does not skip")
     return found
+
+
+def until(
+    predicate: Callable[[], Any],
+    what: str | Callable[[], str],
+    timeout: float = 20.0,
+    *,
+    context: Callable[[], str] | None = None,
+    interval: float = 0.05,
+) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), or
+    fail after ``timeout`` seconds saying what was awaited (``what`` may be
+    a function, for a description of the state reached) and ``context()``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            detail = f"\n{context()}" if context is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {text}{detail}")
+        time.sleep(interval)

@@ -39,6 +39,7 @@ from ._support import (
     draft07_token,
     free_port,
     require_executable,
+    until,
 )
 from .conftest import StartHub
 
@@ -46,17 +47,6 @@ pytestmark = pytest.mark.e2e
 
 WAIT = 20.0
 APP = Path(__file__).with_name("websub_hub_app.py")
-
-
-def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class FlaskHub:

@@ -61,7 +61,7 @@ import pytest
 
 from tests.certs import CertAuthority
 
-from ._support import KEY_FLAGS, HubProcess, _die_with_parent, draft07_token, free_port
+from ._support import KEY_FLAGS, HubProcess, _die_with_parent, draft07_token, free_port, until
 from .conftest import StartHub
 
 pytestmark = pytest.mark.e2e
@@ -82,19 +82,6 @@ OTHER_BOOK = "https://example.com/books/2"  # offered, but nobody subscribes
 NEWS = "https://example.com/news"  # offered exactly
 NOT_OFFERED = "https://example.com/elsewhere"
 BOOK_TYPE = "application/ld+json"  # configured for the books; the news get application/json
-
-
-def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT,
-          context: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\n{context()}" if context is not None else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
-        time.sleep(0.05)
 
 
 def hmac_hex(algorithm: str, key: str, body: bytes) -> str:

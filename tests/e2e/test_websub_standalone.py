@@ -47,7 +47,7 @@ import attrs
 import httpx
 import pytest
 
-from ._support import HUB_PATH, KEY_FLAGS, SECRET, HubProcess, draft07_token, free_port, start_websub_bridge
+from ._support import HUB_PATH, KEY_FLAGS, SECRET, HubProcess, draft07_token, free_port, start_websub_bridge, until
 from ._tcp_proxy import TcpProxy
 from .conftest import StartHub
 from .test_sse_client import Stream, client, subscribe_url
@@ -63,19 +63,6 @@ BRIDGE_SUBSCRIBER = draft07_token(subscribe=[])
 RECONNECT_MAX = 2
 #: How long the proxy stays cut.
 CUT_SECONDS = 3.0
-
-
-def until(predicate: Callable[[], Any], what: str | Callable[[], str], timeout: float = WAIT,
-          interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            text = what() if callable(what) else what
-            raise AssertionError(f"timed out after {timeout}s waiting for {text}")
-        time.sleep(interval)
 
 
 # -- what the tests serve: a subscriber's callback, a topic's page ---------------

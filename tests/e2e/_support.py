@@ -150,7 +150,7 @@ class HubProcess:
             code = self.proc.poll()
             if code is not None:
                 raise RuntimeError(
-                    f"{self.subcommand} exited with {code} before listening:\n{self.log()}"
+                    f"{"hub" if self.subcommand == "mercure" else self.subcommand} exited with {code} before listening:\n{self.log()}"
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):

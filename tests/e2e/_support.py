@@ -110,6 +110,11 @@ class HubProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def name(self) -> str:
+        """What error messages call the process."""
+        return "hub" if self.subcommand == "mercure" else self.subcommand
+
+    @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
@@ -150,7 +155,7 @@ class HubProcess:
             code = self.proc.poll()
             if code is not None:
                 raise RuntimeError(
-                    f"{"hub" if self.subcommand == "mercure" else self.subcommand} exited with {code} before listening:\n{self.log()}"
+                    f"{self.name} exited with {code} before listening:\n{self.log()}"
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):

@@ -27,6 +27,7 @@ from html.parser import HTMLParser
 import attrs
 from twisted.logger import Logger
 
+from ._media import charset_of
 from ._xml import UnsafeXML, local_name, parse_untrusted, xml_base
 from .client import OutboundClient, OutboundError, Response, loggable_origin, loggable_url
 
@@ -349,14 +350,6 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _charset(content_type: str | None) -> str:
-    for param in (content_type or "").split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            return value.strip().strip('"') or "utf-8"
-    return "utf-8"
-
-
 def document_kind(content_type: str | None, body: bytes) -> str | None:
     """``"html"``, ``"xml"`` or None: which embedded links a body may carry.
 
@@ -383,7 +376,7 @@ def _body_links(response: Response) -> list[Link]:
     kind = document_kind(content_type, response.body)
     if kind == "html":
         try:
-            text = response.body.decode(_charset(content_type), errors="replace")
+            text = response.body.decode(charset_of(content_type), errors="replace")
         except LookupError:  # an unknown charset name
             text = response.body.decode("utf-8", errors="replace")
         return links_from_html(text, response.url)

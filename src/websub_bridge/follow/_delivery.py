@@ -15,6 +15,7 @@ import attrs
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
+from .._media import decode_text
 from ..client import loggable_url as _u
 from ..feeds import FeedError, parse_entries
 from ..port import HubUnavailable, IHubPort, mercure_id
@@ -107,7 +108,7 @@ class Deliveries:
                     "{count} new entries of {topic} published", count=len(published), topic=_u(follow.topic)
                 )
                 return Answer(202, "accepted")
-            text = _text(body, content_type)
+            text = decode_text(body, content_type)
             if text is None:
                 return Answer(415, "the content is not text in its declared charset (default UTF-8)")
             await self._port.publish([topic], text, private=follow.private)
@@ -115,15 +116,3 @@ class Deliveries:
             return Answer(202, "accepted")
         except HubUnavailable as e:
             return Answer(503, f"the update could not be stored: {e}")
-
-
-def _text(body: bytes, content_type: str | None) -> str | None:
-    charset = "utf-8"
-    for parameter in (content_type or "").split(";")[1:]:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip('"')
-    try:
-        return body.decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        return None

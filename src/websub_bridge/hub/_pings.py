@@ -18,19 +18,12 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .._media import decode_text
 from ..client import OutboundClient, OutboundError, loggable_url
 from ..guard import GuardError
 from ..port import HubUnavailable, IHubPort
 
 __all__ = ["Pings"]
-
-
-def _charset(content_type: str | None) -> str:
-    for parameter in (content_type or "").split(";")[1:]:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            return value.strip().strip('"')
-    return "utf-8"
 
 
 class Pings:
@@ -82,9 +75,8 @@ class Pings:
                 url=where, status=response.status,
             )
             return
-        try:
-            data = response.body.decode(_charset(response.header("content-type")))
-        except (LookupError, UnicodeDecodeError):
+        data = decode_text(response.body, response.header("content-type"))
+        if data is None:
             self.log.warn(
                 "websub hub: pinged {url} is not text in its declared charset; nothing published",
                 url=where,

@@ -23,7 +23,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, cast
 
-from twisted.application.service import MultiService
+import attrs
+from twisted.application.service import MultiService, Service
 from twisted.python import usage
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
@@ -122,15 +123,11 @@ class Options(usage.Options):
 
 
 def _evolve(config: HubConfig, **changes: Any) -> HubConfig:
-    import attrs
-
     return attrs.evolve(config, **changes)
 
 
 def _refuse_hub_settings(config: HubConfig) -> None:
     """A setting of the hub itself given to the bridge is a mistake to say."""
-    import attrs
-
     defaults = HubConfig()
     for field in attrs.fields(HubConfig):
         if field.name in _USED or not field.eq:
@@ -148,16 +145,17 @@ class BridgeRoot(Resource):
     isLeaf = True
 
     def __init__(self, resources: Mapping[str, IResource]) -> None:
+        # Late import, as in makeService: option parsing stays free of the
+        # hub's web application.
+        from mercure_twisted.web._root import mounted_at
+
         super().__init__()
         self._resources = {prefix.encode("ascii"): r for prefix, r in resources.items()}
+        self._mounted_at = mounted_at
 
     def render(self, request: IRequest) -> Any:
         path = request.path
-        found: IResource | None = None
-        longest = -1
-        for prefix, resource in self._resources.items():
-            if (path == prefix or path.startswith(prefix + b"/")) and len(prefix) > longest:
-                found, longest = resource, len(prefix)
+        found = self._mounted_at(self._resources, path)
         if found is not None:
             return found.render(request)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
@@ -175,9 +173,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     import treq
 
     from mercure_twisted.auth import TokenVerifier
-    from mercure_twisted.logs import log_observer_for
+    from mercure_twisted.logs import log_observer_for, register_capability_prefix
     from mercure_twisted.shutdown import HubTree
-    from mercure_twisted.logs import register_capability_prefix
     from mercure_twisted.tls import listen
     from mercure_twisted.web import HubSite
 
@@ -205,8 +202,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         reactor, (site.connections,), config.shutdown_timeout,
         log_observer_for(config.log_format, getattr(options, "parent", None), config.log_level),
     )
+    # A service tree stops in reverse order: the port closes after the bridge.
+    _PortCloser(port).setServiceParent(top)
     service.setServiceParent(top)
-    _close_port_on_stop(top, port)
     try:
         listen(top, [(endpoint, site) for endpoint in config.listen], reactor)
     except ConfigError as e:
@@ -214,13 +212,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     return top
 
 
-def _close_port_on_stop(top: MultiService, port: Any) -> None:
-    from twisted.application.service import Service
+class _PortCloser(Service):
+    """Closes the HTTP port (its streams and connection pool) at stop."""
 
-    class ClosePort(Service):
-        def stopService(self) -> Any:
-            super().stopService()
-            return port.close()
+    def __init__(self, port: Any) -> None:
+        self._port = port
 
-    # Before the bridge in the tree: stopped after it (reverse order).
-    ClosePort().setServiceParent(top)
+    def stopService(self) -> Any:
+        super().stopService()
+        return self._port.close()

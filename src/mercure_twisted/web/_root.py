@@ -13,7 +13,7 @@ about a fifth of each publish, so ``POST`` on the hub path calls the same
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 
 _HUB_PATH = HUB_PATH.encode("ascii")
 _SUBSCRIBE_METHODS = frozenset({b"GET", b"HEAD", b"QUERY"})
+
+
+def mounted_at(mounts: Mapping[bytes, IResource], path: bytes) -> IResource | None:
+    """The resource of the longest prefix in ``mounts`` that ``path`` is at
+    or under (so that ``/websub/hub`` can be mounted beside ``/websub``)."""
+    found: IResource | None = None
+    longest = -1
+    for prefix, resource in mounts.items():
+        if (path == prefix or path.startswith(prefix + b"/")) and len(prefix) > longest:
+            found, longest = resource, len(prefix)
+    return found
 
 
 class HubResource(Resource):
@@ -72,14 +83,7 @@ class HubResource(Resource):
             register_capability_prefix(capability)
 
     def _mounted(self, path: bytes) -> IResource | None:
-        """The resource of the longest mounted prefix of ``path`` (so that
-        ``/websub/hub`` can be mounted beside ``/websub``)."""
-        found: IResource | None = None
-        longest = -1
-        for prefix, resource in self._mounts.items():
-            if (path == prefix or path.startswith(prefix + b"/")) and len(prefix) > longest:
-                found, longest = resource, len(prefix)
-        return found
+        return mounted_at(self._mounts, path)
 
     def render(self, request: IRequest) -> object:
         if request.path == _HUB_PATH and request.method in _SUBSCRIBE_METHODS:

@@ -37,8 +37,12 @@ def test_defaults_and_the_service_tree(tmp_path: Path) -> None:
     assert options["upstream"].publisher_token == PUBLISHER
     assert PUBLISHER not in repr(options["upstream"])
     top = makeService(options, reactor=MemoryReactorClock())
-    bridges = [s for s in top if isinstance(s, BridgeService)]
+    services = list(top)
+    bridges = [s for s in services if isinstance(s, BridgeService)]
     assert len(bridges) == 1 and bridges[0].hub_role is None
+    # Stopped in reverse order: the HTTP port closes after the bridge stopped.
+    closer = next(s for s in services if type(s).__name__ == "_PortCloser")
+    assert services.index(closer) < services.index(bridges[0])
 
 
 def test_the_default_data_dir_is_apart_from_the_hubs(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -58,7 +58,9 @@ if TYPE_CHECKING:
 __all__ = ["Distributor"]
 
 #: `Distributor._deliver`'s answer when the subscription ended (410).
-_GONE = -1.0
+_GONE: Final = "gone"
+#: What a send ended with: due again at (retried), `_GONE`, or None (done).
+_Ended = float | Literal["gone"] | None
 
 
 class Distributor:
@@ -256,8 +258,7 @@ class Distributor:
         if not self._limits.try_acquire(delivery.host):
             # The host is at its cap or out of tokens: back to the queue,
             # due when a token is free, so the rest of the batch goes on.
-            delay = self._limits.delay_until_available(delivery.host) or self.BUSY_HOST_DELAY
-            await self._requeue([delivery], key, delay)
+            await self._requeue([delivery], key, self._host_delay(delivery.host))
             return
         self._busy[key] = deque()
         self._send(delivery, key)
@@ -289,9 +290,7 @@ class Distributor:
         d.addErrback(lambda f: self.log.failure("websub hub: the delivery worker failed", f))
         d.addBoth(lambda _: self.wake())
 
-    async def _next_of(
-        self, key: tuple[str, str], after: float | None, retried: Delivery | None = None
-    ) -> None:
+    async def _next_of(self, key: tuple[str, str], after: _Ended, retried: Delivery) -> None:
         """The delivery of ``key`` ended: send the next one held, or, when it
         is to be retried at ``after`` (or the host is busy), put the held ones
         back in the queue after it."""
@@ -302,13 +301,13 @@ class Distributor:
         if self._stopped:
             return
         if after is not None:
-            # The retried one (``retried``) waits first; everything later of
+            # The retried one waits first; everything later of
             # this subscription, held here or already put back, goes after
             # it, in publication order (created_at is the enqueue time; the
             # sort is stable).
             later = [*followers, *(d for d, _ in self._requeued.pop(key, []))]
             later.sort(key=lambda d: d.created_at)
-            self._requeued[key] = [(retried, after)] if retried is not None else []
+            self._requeued[key] = [(retried, after)]
             await self._requeue(later, key, 0.0)
             return
         if not followers:
@@ -318,8 +317,13 @@ class Distributor:
             self._busy[key] = followers
             self._send(first, key)
             return
-        delay = self._limits.delay_until_available(first.host) or self.BUSY_HOST_DELAY
-        await self._requeue([first, *followers], key, delay)
+        await self._requeue([first, *followers], key, self._host_delay(first.host))
+
+    def _host_delay(self, host: str) -> float:
+        """How long a delivery to a busy ``host`` waits in the queue: until
+        a token is free, or a moment when only its in-flight cap is full
+        (no clock tells when a request ends)."""
+        return self._limits.delay_until_available(host) or self.BUSY_HOST_DELAY
 
     def _delivery_failed(self, failure: Failure, delivery: Delivery) -> None:
         if failure.check(CancelledError) is None:
@@ -330,7 +334,7 @@ class Distributor:
 
     # -- sending -------------------------------------------------------
 
-    async def _deliver(self, delivery: Delivery) -> float | None:
+    async def _deliver(self, delivery: Delivery) -> _Ended:
         """Send once and settle; returns when it is due again (retried),
         `_GONE` (the subscription ended) or None (done or dropped)."""
         outcome = await send_delivery(
@@ -411,7 +415,7 @@ class Distributor:
             else:
                 del self._requeued[key]
         try:
-            expired = await self._store.expire(self._clock.seconds())
+            expired = await self._store.expire(now)
             depth = await self._store.queue_depth()
         except HubStoreUnavailable as e:
             self.log.warn("websub hub: lease sweep skipped ({error})", error=str(e))

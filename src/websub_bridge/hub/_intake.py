@@ -173,7 +173,8 @@ class Intake:
         offered = [
             (topic, found)
             for topic in dict.fromkeys(update.topics)
-            if (found := self._config.offered(topic)) is not None and self._wanted(topic)
+            # The set lookup first: it spares most updates the selectors.
+            if self._wanted(topic) and (found := self._config.offered(topic)) is not None
         ]
         if not offered:
             self._handled(name, update.id)

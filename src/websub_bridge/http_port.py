@@ -128,6 +128,24 @@ def _plain(body: bytes, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+class _Deadline:
+    """Cancels ``d`` after ``seconds``, and remembers that it did: an agent
+    fails a cancelled request with ``ResponseNeverReceived`` as well as
+    ``CancelledError``, so the flag, not the exception, tells a timeout."""
+
+    def __init__(self, reactor: Any, seconds: float, d: Deferred[Any]) -> None:
+        self.expired = False
+        self._call = reactor.callLater(seconds, self._expire, d)
+
+    def _expire(self, d: Deferred[Any]) -> None:
+        self.expired = True
+        d.cancel()
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
 class HttpHubPort:
     """`IHubPort` over HTTP: POST to publish, one SSE stream per watched topic.
 
@@ -228,28 +246,22 @@ class HttpHubPort:
         if type is not None:
             fields.append(("type", type))
         attempt = Deferred.fromCoroutine(self._post(fields))
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            attempt.cancel()
-
-        deadline = self.reactor.callLater(self.timeout, expire)
+        deadline = _Deadline(self.reactor, self.timeout, attempt)
         try:
             status, body = await attempt
         except HubUnavailable:
             raise
         except Exception as e:
-            reason = f"no answer within {self.timeout:g} seconds" if expired else _describe(e)
+            reason = (
+                f"no answer within {self.timeout:g} seconds" if deadline.expired else _describe(e)
+            )
             self.log.warn(
                 "websub publish to the Mercure hub {origin} failed: {reason}",
                 origin=self.origin, reason=reason,
             )
             raise HubUnavailable(f"the Mercure hub {self.origin} is unreachable: {reason}") from None
         finally:
-            if deadline.active():
-                deadline.cancel()
+            deadline.cancel()
         if status == 200:
             return body.decode("utf-8", "replace").rstrip("\r\n")
         answer = _plain(body)
@@ -510,28 +522,19 @@ class HttpWatch:
         request = port.agent.request(
             b"GET", port.stream_url(self.topic).encode("ascii"), port.stream_headers(since)
         )
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            request.cancel()
-
-        deadline = port.reactor.callLater(port.timeout, expire)
+        deadline = _Deadline(port.reactor, port.timeout, request)
         self._failures += 1
         try:
             response: IResponse = await self._wait(request)
         except Exception as e:
-            # Cancelled by stop() or by the deadline: the agent fails with
-            # CancelledError or ResponseNeverReceived, so the flags decide.
+            # Cancelled by stop() or by the deadline: the flags decide.
             if self._stopped:
                 raise CancelledError() from None
             return self._failed(
-                f"no answer within {port.timeout:g} seconds" if expired else _describe(e)
+                f"no answer within {port.timeout:g} seconds" if deadline.expired else _describe(e)
             )
         finally:
-            if deadline.active():
-                deadline.cancel()
+            deadline.cancel()
         if self._stopped:
             _read(response, 0)[1].abort()
             raise CancelledError()
@@ -582,7 +585,7 @@ class HttpWatch:
     async def _answer(self, response: IResponse) -> str:
         """The start of a refusal's body, read for ``timeout`` at most."""
         body, _ = _read(response, 1024)
-        deadline = self.port.reactor.callLater(self.port.timeout, body.cancel)
+        deadline = _Deadline(self.port.reactor, self.port.timeout, body)
         try:
             return _plain(await self._wait(body))
         except CancelledError:
@@ -590,8 +593,7 @@ class HttpWatch:
                 raise
             return "(no complete answer)"
         finally:
-            if deadline.active():
-                deadline.cancel()
+            deadline.cancel()
 
     def _failed(self, reason: str) -> _Outcome:
         self.log.warn(

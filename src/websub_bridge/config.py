@@ -144,12 +144,13 @@ def bridge_config(config: HubConfig, *, standalone: bool = False) -> BridgeConfi
             f"websub public_url must be an absolute http(s) URL without query, not {public_url!r}"
         )
     for key in table:
-        if key == "mercure" and not standalone:
-            raise ConfigError(
-                "[websub.mercure] configures the standalone bridge (twistd websub-bridge); "
-                "inside twistd mercure the bridge uses this hub"
-            )
-        if key not in _TOP_KEYS and key != "mercure":
+        if key == "mercure":
+            if not standalone:
+                raise ConfigError(
+                    "[websub.mercure] configures the standalone bridge (twistd websub-bridge); "
+                    "inside twistd mercure the bridge uses this hub"
+                )
+        elif key not in _TOP_KEYS:
             raise ConfigError(f"unknown key 'websub.{key}'")
     networks: list[IPNetwork] = []
     for text in config.websub_allow_networks:

@@ -168,6 +168,8 @@ def test_a_failed_verification_subscribes_nothing(tmp_path: Path, no_failures: A
     kit, world = role_kit(tmp_path)
     world.echo = False
     subscribe(kit)
+    assert [v["hub.mode"] for v in world.verifications] == ["subscribe"]  # it was asked
+    assert kit.run(kit.service.hub_store.subscription(BOOK, A)) is None
     publish(kit)
     assert world.deliveries == []
     kit.stop()

@@ -70,10 +70,31 @@ class JSONTests(SynchronousTestCase):
                               "log_level": LogLevel.info, "log_namespace": "n"})
         self.assertIn('"o":"<object object at', line)
 
-    def test_text_at_debug_keeps_twistd_observer(self) -> None:
-        self.assertIsNone(log_observer_for("text", {"nodaemon": True}, "debug"))
+    def test_only_text_to_syslog_keeps_twistd_observer(self) -> None:
         self.assertIsNone(log_observer_for("text", {"syslog": True}, "info"))
+        self.assertIsNotNone(log_observer_for("text", {"nodaemon": True}, "debug"))
         self.assertIsNotNone(log_observer_for("json", {"nodaemon": True, "logfile": None}))
+
+    def test_text_at_debug_writes_every_level_as_twistd_would(self) -> None:
+        import io
+        import sys
+
+        from twisted.logger import Logger, formatEventAsClassicLogText
+
+        out = io.StringIO()
+        real, sys.stdout = sys.stdout, out
+        try:
+            observer = log_observer_for("text", {"nodaemon": True}, "debug")
+        finally:
+            sys.stdout = real
+        assert observer is not None
+        seen: list[dict] = []
+        log = Logger(namespace="mercure.test", observer=lambda e: (seen.append(e), observer(e)))
+        log.debug("hidden {x}", x=1)
+        log.info("two\nlines {x!r}", x="y")
+        self.assertEqual(out.getvalue(), "".join(formatEventAsClassicLogText(e) or "" for e in seen))
+        self.assertIn("[mercure.test#debug] hidden 1\n", out.getvalue())
+        self.assertIn("two\n\tlines 'y'\n", out.getvalue())
 
     def test_levels_below_log_level_are_dropped_before_formatting(self) -> None:
         import io

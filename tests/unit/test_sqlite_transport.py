@@ -20,11 +20,16 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 
 from mercure_twisted.config import ConfigError, HubConfig
 from mercure_twisted.transports import TransportUnavailable
-from mercure_twisted.transports._sqlite import BATCH_BYTES, SQLiteTransport, parse_sqlite_url
+from mercure_twisted.transports._sqlite import (
+    BATCH_BYTES,
+    WRITER_SWITCH_INTERVAL,
+    SQLiteTransport,
+    parse_sqlite_url,
+)
 from mercure_twisted.transports._sqlite_store import (
     FREE_PAGES_KEPT,
     JOURNAL_SIZE_LIMIT,
@@ -86,9 +91,14 @@ def sizes(path: Path) -> tuple[int, int]:
 @pytest_twisted.ensureDeferred
 async def test_publishes_arriving_during_a_commit_share_the_next_one(opened: Opened) -> None:
     transport = opened.open()
-    # All 200 are called in one reactor turn: the first starts a commit, the
-    # 199 others arrive while it runs and go together into the second.
-    await gatherResults([transport.publish(update(f"u{i}")) for i in range(200)])
+    # The first 100 are called in one reactor turn: they share the commit
+    # that starts at its end.  The next 100 arrive while it runs and go
+    # together into the second.
+    first = gatherResults([transport.publish(update(f"u{i}")) for i in range(100)])
+    await deferLater(reactor, 0, lambda: None)
+    assert transport.commits == 0
+    second = gatherResults([transport.publish(update(f"u{i}")) for i in range(100, 200)])
+    await gatherResults([first, second])
     assert transport.commits == 2
     assert [u.id for u in opened.dispatched] == [f"u{i}" for i in range(200)]
 
@@ -97,7 +107,7 @@ async def test_publishes_arriving_during_a_commit_share_the_next_one(opened: Ope
 async def test_a_group_commit_holds_at_most_batch_limit_updates(opened: Opened) -> None:
     transport = opened.open(batch_limit=50)
     await gatherResults([transport.publish(update(f"u{i}")) for i in range(201)])
-    assert transport.commits == 1 + 4  # 1, then 50 + 50 + 50 + 50
+    assert transport.commits == 5  # 50 + 50 + 50 + 50 + 1
     assert len(opened.dispatched) == 201
 
 
@@ -106,7 +116,7 @@ async def test_a_group_commit_holds_about_batch_bytes_of_data(opened: Opened) ->
     transport = opened.open()
     big = "z" * (BATCH_BYTES // 2)
     await gatherResults([transport.publish(update(f"big{i}", big)) for i in range(7)])
-    assert transport.commits == 1 + 3  # 1, then 2 + 2 + 2 (each reaching BATCH_BYTES)
+    assert transport.commits == 4  # 2 + 2 + 2 (each reaching BATCH_BYTES) + 1
     assert [u.id for u in opened.dispatched] == [f"big{i}" for i in range(7)]
 
 
@@ -414,3 +424,56 @@ def test_a_group_commit_reports_the_seqs_its_rows_got(tmp_path: Path) -> None:
         assert reported == sorted(set(reported))  # increasing, never reused
     finally:
         store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_gil_switch_interval_is_short_while_running_and_restored(opened: Opened) -> None:
+    before = sys.getswitchinterval()
+    transport = opened.open()
+    assert sys.getswitchinterval() == pytest.approx(min(before, WRITER_SWITCH_INTERVAL))
+    await transport.publish(update("u"))
+    await transport.stop()
+    assert sys.getswitchinterval() == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_commit_that_keeps_a_row_writes_no_meta_and_restarts_name_the_newest(
+    opened: Opened,
+) -> None:
+    first = opened.open(history_size=2)
+    await publish_many(first, 5)
+    positions = [u.position for u in opened.dispatched]
+    db = first._store._writer
+    assert db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone() is None
+    await first.stop()
+    second = opened.open(history_size=2)
+    assert second.last_event_id() == "u4"
+    stored = await second.publish(update("after"))
+    assert stored.position == positions[-1] + 1  # seqs carry on, never reused
+    assert [u.id for u in (await second.history("earliest")).updates] == ["u4", "after"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_age_retention_emptying_the_history_keeps_the_last_id(opened: Opened) -> None:
+    clock = Clock()
+    first = opened.open(history_max_age=10.0, maintenance_interval=0, clock=clock)
+    await publish_many(first, 3)
+    clock.advance(60)
+    result = await first._on_writer(first._store.maintain, clock.seconds() - 10.0, 1000, 1000)
+    assert result.deleted == 3
+    await first.stop()
+    second = opened.open()
+    assert second.last_event_id() == "u2"
+    assert (await second.publish(update("next"))).position == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_commit_of_more_rows_than_one_insert_takes_keeps_every_position(
+    opened: Opened,
+) -> None:
+    transport = opened.open(history_size=5000)
+    await publish_many(transport, 1100, at_once=1100)
+    assert transport.commits == 2  # 1000 (two INSERT statements), then 100
+    assert [u.position for u in opened.dispatched] == list(range(1, 1101))
+    replay = await transport.history("u499")
+    assert [u.id for u in replay.updates][:2] == ["u500", "u501"]

@@ -95,11 +95,21 @@ def write(result: dict[str, Any], command: str, out: Path, png: Path, started: f
     add(f"RSS growth of the server process(es) divided by the subscribers held, at {large} "
         f"and at the most held (attempted: {settings['max_held']}; the hard open-file limit is 20,000).")
     add("")
-    add(f"| target | KB per idle subscriber at {large} | held | KB each at that count |")
-    add("|---|---|---|---|")
+    add(f"| target | KB per idle subscriber at {large} | held | KB each at that count | "
+        f"KB per subscriber added past {large} |")
+    add("|---|---|---|---|---|")
     for n in names:
+        for r in data[n]:
+            if r.get("held_max", 0) > r.get("held_large", 0) > 0 and "mem_per_sub_max" in r:
+                r["mem_added"] = ((r["mem_per_sub_max"] * r["held_max"] - r["mem_per_sub"] * r["held_large"])
+                                  / (r["held_max"] - r["held_large"]))
         add(f"| {n} | {_cell(data[n], 'mem_per_sub', 1 / 1024, '{:.2f}')} | "
-            f"{_cell(data[n], 'held_max', 1, '{:.0f}')} | {_cell(data[n], 'mem_per_sub_max', 1 / 1024, '{:.2f}')} |")
+            f"{_cell(data[n], 'held_max', 1, '{:.0f}')} | {_cell(data[n], 'mem_per_sub_max', 1 / 1024, '{:.2f}')} | "
+            f"{_cell(data[n], 'mem_added', 1 / 1024, '{:.2f}')} |")
+    add("")
+    add(f"The last column is the RSS growth from {large} to the most held, divided by the "
+        "subscribers added: the cost of one more subscriber, without what a process had "
+        "reserved (or left as garbage) before the first (Node's heap grows ahead of its use).")
     add("")
 
     add("## 2. Publish-to-receive latency, one topic (ms)")
@@ -164,6 +174,7 @@ def write(result: dict[str, Any], command: str, out: Path, png: Path, started: f
     else:
         add("| events/s delivered, Redis 2 processes / 1 | not measured | — |")
     add("")
+    _cpu_table(add, data, hubs + [n for n in ("raw-twisted", "raw-node") if n in data], small)
 
     add("## The hub's targets")
     add("")
@@ -212,6 +223,54 @@ def write(result: dict[str, Any], command: str, out: Path, png: Path, started: f
     out.write_text("\n".join(lines) + "\n" + NOTES_MARKER + (notes or "\n"))
 
 
+def _per_round(rounds: list[dict[str, Any]], f: Any) -> float | None:
+    values = []
+    for r in rounds:
+        try:
+            values.append(f(r))
+        except (KeyError, TypeError, ZeroDivisionError):
+            continue
+    s = summarize(values)
+    return s[0] if s else None
+
+
+def _cpu_table(add: Any, data: dict[str, list[dict[str, Any]]], names: list[str], small: int) -> None:
+    """Where the CPU went while events were delivered to ``small`` subscribers."""
+    if not any("small_cpu_server" in r for n in names for r in data.get(n, [])):
+        return
+    cores = os.cpu_count() or 1
+    add(f"CPU while delivering to {small} subscribers (figure 3's second column), in cores "
+        f"of this machine's {cores}: the target's processes, the services it uses (Redis), "
+        "the load client, and the whole machine (other users included). "
+        "Events per CPU-second counts the target's and its services' CPU.")
+    add("")
+    add("| target | events/s delivered | target | services | client | machine | events per CPU-second |")
+    add("|---|---|---|---|---|---|---|")
+    for n in names:
+        rounds = data.get(n, [])
+        if not any("small_cpu_server" in r for r in rounds):
+            continue
+        per_cpu = _per_round(rounds, lambda r: r["delivered_small"] / (r["small_cpu_server"] + r["small_cpu_helpers"]))
+        add(f"| {n} | {_cell(rounds, 'delivered_small', 1, '{:.0f}')} | {_cell(rounds, 'small_cpu_server', 1, '{:.2f}')} | "
+            f"{_cell(rounds, 'small_cpu_helpers', 1, '{:.2f}')} | {_cell(rounds, 'small_cpu_client', 1, '{:.2f}')} | "
+            f"{_cell(rounds, 'small_cpu_machine', 1, '{:.2f}')} | "
+            f"{'—' if per_cpu is None else f'{per_cpu:.0f}'} |")
+    add("")
+    two, one = data.get("hub-redis-2", []), data.get("hub-redis-1", [])
+    if two and one:
+        # What the 2-process run would deliver if every core of the machine
+        # did its work at its measured cost per event (hubs, Redis and client).
+        ceiling = _per_round(two, lambda r: cores * r["delivered_small"] / (
+            r["small_cpu_server"] + r["small_cpu_helpers"] + r["small_cpu_client"]))
+        single = summarize(_values(one, "delivered_small"))
+        if ceiling is not None and single is not None:
+            add(f"Ceiling of the Redis 2 / 1 figure on this machine: {cores} cores at the 2-process "
+                f"run's cost per delivered event (its hubs, Redis and the client together) deliver "
+                f"{ceiling:.0f} events/s, **{ceiling / single[0]:.2f}x** the single process's "
+                f"{single[0]:.0f}.")
+            add("")
+
+
 def _goal(add: Any, target: str, what: str, value: float | None, goal: float, op: str) -> None:
     if value is None:
         add(f"| {target} | {what} | {op} {goal:g} | not measured |")
@@ -222,7 +281,7 @@ def _goal(add: Any, target: str, what: str, value: float | None, goal: float, op
 
 def _ahead(data: dict[str, list[dict[str, Any]]], hub: str, peer: str) -> str:
     """Which figures the hub wins against ``peer`` (median over rounds)."""
-    lower = ["mem_per_sub", "small_p50", "small_p99", "large_p50", "large_p99", "matching_p50"]
+    lower = ["mem_per_sub", "mem_per_sub_max", "mem_added", "small_p50", "small_p99", "large_p50", "large_p99", "matching_p50"]
     higher = ["rate_0", "rate_small", "held_max"]
     lost = []
     for key in lower + higher:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -89,8 +90,40 @@ def _stats(samples: list[int]) -> dict[str, float]:
     }
 
 
+#: SO_RCVLOWAT of the subscribers counted in the throughput phase.
+LOW_WATER = 16 * 1024
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU used during a phase, in cores: the target, the services it uses
+    (Redis), this load client, and the whole machine (other users' load
+    included, on a shared machine)."""
+
+    def __init__(self, running: _targets.Running, helpers: list[int]) -> None:
+        self.running, self.helpers = running, helpers
+
+    def _read(self) -> tuple[float, float, float, float, float]:
+        busy, total = _targets.machine_busy_seconds()
+        return (time.monotonic(), self.running.cpu_seconds(),
+                sum(_targets.cpu_seconds(p) for p in self.helpers), _client_cpu(), busy)
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self, out: dict[str, Any], prefix: str) -> None:
+        end = self._read()
+        elapsed = end[0] - self._start[0]
+        for i, name in enumerate(("server", "helpers", "client", "machine"), start=1):
+            out[f"{prefix}_cpu_{name}"] = (end[i] - self._start[i]) / elapsed
+
+
 async def one_round(spec: _targets.Spec, settings: Settings, workdir: Path, report: Report,
-                    addresses: SourceAddresses) -> dict[str, Any]:
+                    addresses: SourceAddresses, helpers: list[int] | None = None) -> dict[str, Any]:
     for stale in workdir.glob(f"{spec.name}.db*"):
         stale.unlink()
     running = await asyncio.to_thread(_targets.start, spec, workdir)
@@ -186,10 +219,17 @@ async def one_round(spec: _targets.Spec, settings: Settings, workdir: Path, repo
             await open_crowd(settings.small, lambda i: topic, settings.probes, "small")
             await timed("small")
             for holder in crowd.holders:
-                holder.start_draining()
+                # Probes keep reading each event as it comes; the others
+                # read in 16 KiB gulps (see Holder.start_draining).
+                holder.start_draining(1 if isinstance(holder, _load.Probe) else LOW_WATER)
                 holder.received = 0
             start = time.monotonic()
+            meter = CpuMeter(running, helpers or [])
+            meter.start()
             rate, errors = await _load.publish_rate(targets, topic, settings.seconds, settings.publishers)
+            meter.stop(out, "small")
+            for holder in crowd.holders:
+                holder.finish_draining()
             await asyncio.sleep(0.5)  # let the last deliveries arrive
             elapsed = time.monotonic() - start
             delivered = sum(h.received for h in crowd.holders if not isinstance(h, _load.Probe))
@@ -199,7 +239,10 @@ async def one_round(spec: _targets.Spec, settings: Settings, workdir: Path, repo
             out["rate_small_dropped"] = settings.small - still
             latencies.samples.clear()
             log(f"  with {settings.small} subscribers: {rate:.0f} publishes/s ({errors} errors), "
-                f"{out['delivered_small']:.0f} events/s delivered, {settings.small - still} dropped")
+                f"{out['delivered_small']:.0f} events/s delivered, {settings.small - still} dropped; "
+                f"CPU cores: server {out['small_cpu_server']:.2f}, services "
+                f"{out['small_cpu_helpers']:.2f}, client {out['small_cpu_client']:.2f}, "
+                f"machine {out['small_cpu_machine']:.2f}")
             await _close(crowd, running, addresses)
         if "matching" in settings.phases and spec.topics and "incomplete" not in out:
             templates = settings.templates if spec.templates else 0
@@ -261,9 +304,12 @@ async def run(settings: Settings, only: list[str] | None, include_peers: bool, w
     redis = None
     try:
         ready = []
+        on_redis: set[str] = set()
         for spec in specs:
+            if "{redis}" in " ".join(spec.argv(0)):
+                on_redis.add(spec.name)
             spec = await _materialize(spec, workdir, lambda: redis)
-            if redis is None and "{redis}" in " ".join(spec.argv(0)):
+            if redis is None and spec.name in on_redis:
                 redis = await asyncio.to_thread(_targets.start_redis, workdir)
             ready.append(spec)
             report.notes[spec.name] = spec.note
@@ -279,7 +325,8 @@ async def run(settings: Settings, only: list[str] | None, include_peers: bool, w
                 try:
                     if redis is not None:
                         await asyncio.to_thread(redis.flush)
-                    result = await one_round(spec, settings, workdir, report, addresses)
+                    helpers = [redis.proc.pid] if redis is not None and spec.name in on_redis else []
+                    result = await one_round(spec, settings, workdir, report, addresses, helpers)
                 except Exception as e:  # a target that cannot start or answer
                     log(f"  !! {spec.name}: {e!r}")
                     report.errors[spec.name] = repr(e)[:1500]

@@ -126,6 +126,10 @@ class Running:
                     pass
         return total
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the target's processes (and children) so far."""
+        return sum(cpu_seconds(p) for pid in self.pids for p in [pid, *_children(pid)])
+
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
 
@@ -162,6 +166,26 @@ class Running:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # stat fields 14 and 15
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])
+    return (total - idle) / _TICKS, total / _TICKS
 
 
 def _children(pid: int) -> list[int]:

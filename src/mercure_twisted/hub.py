@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 
 from .deadlines import Deadlines
 from .index import TopicIndex
+from .logs import debug_logged
 from .subscriber import Subscriber
 from .transports import IPresence, ITransport, SubscriptionRecord
 from .update import Update
@@ -214,9 +215,10 @@ class Hub:
         if presence is not None:
             presence.remove(subscriber.id)
         self._deadlines.discard(subscriber.id)
-        self.log.debug(
-            "subscriber {subscriber} closed: {reason}", subscriber=subscriber.id, reason=reason
-        )
+        if debug_logged():
+            self.log.debug(
+                "subscriber {subscriber} closed: {reason}", subscriber=subscriber.id, reason=reason
+            )
         if self.running:
             self._announce(subscriber, active=False)
 

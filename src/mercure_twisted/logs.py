@@ -20,7 +20,6 @@ from typing import IO, Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import (
-    FileLogObserver,
     FilteringLogObserver,
     ILogFilterPredicate,
     ILogObserver,
@@ -33,6 +32,7 @@ from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from ._logformat import classic_text_line, format_message
+from ._logwriter import TurnFileLogObserver
 from .subscriber import Subscriber
 from .update import Update
 
@@ -40,6 +40,7 @@ __all__ = [
     "StreamLog",
     "AtLeastLevel",
     "access_line",
+    "debug_logged",
     "json_observer",
     "log_observer_for",
     "redact",
@@ -126,14 +127,27 @@ def event_as_json(event: LogEvent) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def text_observer(out: IO[Any]) -> ILogObserver:
-    """twistd's text lines (``textFileLogObserver``), formatted at a third of its cost."""
-    return FileLogObserver(out, classic_text_line)
+def text_observer(out: IO[Any]) -> TurnFileLogObserver:
+    """twistd's text lines (``textFileLogObserver``), formatted at a third of
+    its cost and written once per reactor turn (``_logwriter``)."""
+    return TurnFileLogObserver(out, classic_text_line)
 
 
-def json_observer(out: IO[Any]) -> ILogObserver:
+def json_observer(out: IO[Any]) -> TurnFileLogObserver:
     """A log observer writing one JSON object per line to ``out``."""
-    return FileLogObserver(out, event_as_json)
+    return TurnFileLogObserver(out, event_as_json)
+
+
+#: Whether the process's log observer writes debug events: True until
+#: ``log_observer_for`` builds one that filters them out.  Hot paths ask
+#: ``debug_logged()`` before a debug event: twisted.logger builds and
+#: publishes an event even when every observer drops it (2.6% of a publish).
+_debug_logged = True
+
+
+def debug_logged() -> bool:
+    """False when debug events would be dropped (cheaper not to emit them)."""
+    return _debug_logged
 
 
 def log_observer_for(
@@ -159,6 +173,8 @@ def log_observer_for(
     else:
         out = LogFile.fromFullPath(logfile or "twistd.log")
     observer = json_observer(out) if log_format == "json" else text_observer(out)
+    global _debug_logged
+    _debug_logged = log_level == "debug"
     if log_level == "debug":
         return observer
     return FilteringLogObserver(observer, [AtLeastLevel(LogLevel.levelWithName(log_level))])

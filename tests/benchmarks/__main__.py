@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--targets", help="comma-separated target names (default: all)")
     run.add_argument("--no-peers", action="store_true", help="skip installing and running the peers")
     run.add_argument("--before", metavar="REV",
-                     help="also run this hub as of git revision REV (memory://): before and after")
+                     help="also run this hub as of git revision REV (memory:// and SQLite): before and after")
     run.add_argument("--out", type=Path, default=_targets.HERE / "RESULTS.md")
     run.add_argument("--workdir", type=Path, default=_targets.PEERS / "run")
     sub.add_parser("setup", help="install the peers into tests/benchmarks/.peers/")

@@ -277,6 +277,10 @@ def available_specs(include_peers: bool, report: Report, before: str | None = No
     names = {p.name for p in transports.iterdir()}
     if "_sqlite.py" in names:
         specs.append(_targets.hub_spec("hub-sqlite", "sqlite:///{db}"))
+        if before and (source / "src" / "mercure_twisted" / "transports" / "_sqlite.py").exists():
+            specs.append(_targets.hub_spec(
+                f"hub-sqlite@{source.name[4:]}", "sqlite:///{db}", source=source,
+                note=f"this hub at revision {source.name[4:]} ({before}), SQLite"))
     else:
         report.errors["hub-sqlite"] = "no SQLite transport in src/mercure_twisted/transports yet"
     if "_redis.py" in names:
@@ -299,7 +303,7 @@ async def run(settings: Settings, only: list[str] | None, include_peers: bool, w
         report.errors.update(await asyncio.to_thread(_targets.setup_peers, log))
     specs = available_specs(include_peers, report, before)
     if only:
-        specs = [s for s in specs if s.name in only or (s.name.startswith("hub-memory@") and before)]
+        specs = [s for s in specs if s.name in only or (before and "@" in s.name)]
     addresses = SourceAddresses()
     redis = None
     try:

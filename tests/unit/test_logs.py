@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+from typing import Any
 
 from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from mercure_twisted._logwriter import flush_all
 from mercure_twisted.logs import event_as_json, json_observer, log_observer_for, redact
 from tests import tokens
 
@@ -38,8 +41,9 @@ class RedactTests(SynchronousTestCase):
 class JSONTests(SynchronousTestCase):
     def emit(self, f) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
         out = io.StringIO()
-        publisher = LogPublisher(json_observer(out))
-        f(Logger(namespace="test", observer=publisher))
+        observer = json_observer(out)
+        f(Logger(namespace="test", observer=LogPublisher(observer)))
+        flush_all()  # the reactor may be running: lines wait for the turn's end
         return [json.loads(line) for line in out.getvalue().splitlines()]
 
     def test_one_object_per_line_with_fields(self) -> None:
@@ -76,52 +80,43 @@ class JSONTests(SynchronousTestCase):
         self.assertIsNotNone(log_observer_for("json", {"nodaemon": True, "logfile": None}))
 
     def test_text_at_debug_writes_every_level_as_twistd_would(self) -> None:
-        import io
-        import sys
-
         from twisted.logger import Logger, formatEventAsClassicLogText
 
-        out = io.StringIO()
-        real, sys.stdout = sys.stdout, out
-        try:
-            observer = log_observer_for("text", {"nodaemon": True}, "debug")
-        finally:
-            sys.stdout = real
-        assert observer is not None
+        observer, out = _stdout_observer("text", "debug")
         seen: list[dict] = []
         log = Logger(namespace="mercure.test", observer=lambda e: (seen.append(e), observer(e)))
         log.debug("hidden {x}", x=1)
         log.info("two\nlines {x!r}", x="y")
+        flush_all()
         self.assertEqual(out.getvalue(), "".join(formatEventAsClassicLogText(e) or "" for e in seen))
         self.assertIn("[mercure.test#debug] hidden 1\n", out.getvalue())
         self.assertIn("two\n\tlines 'y'\n", out.getvalue())
 
     def test_levels_below_log_level_are_dropped_before_formatting(self) -> None:
-        import io
-        import sys
-
         from twisted.logger import Logger
 
         for log_format in ("text", "json"):
-            out = io.StringIO()
-            real, sys.stdout = sys.stdout, out
-            try:
-                observer = log_observer_for(log_format, {"nodaemon": True}, "info")
-            finally:
-                sys.stdout = real
-            assert observer is not None
+            observer, out = _stdout_observer(log_format, "info")
             log = Logger(namespace="mercure.test", observer=observer)
             log.debug("hidden {x}", x=1)
             log.info("shown {x}", x=2)
+            flush_all()
             text = out.getvalue()
             self.assertIn("shown 2", text)
             self.assertNotIn("hidden", text)
-        out = io.StringIO()
-        real, sys.stdout = sys.stdout, out
-        try:
-            observer = log_observer_for("json", {"nodaemon": True}, "debug")
-        finally:
-            sys.stdout = real
-        assert observer is not None
+        observer, out = _stdout_observer("json", "debug")
         Logger(namespace="mercure.test", observer=observer).debug("hidden {x}", x=1)
+        flush_all()
         self.assertIn("hidden 1", out.getvalue())
+
+
+def _stdout_observer(log_format: str, level: str) -> tuple[Any, io.StringIO]:
+    """``log_observer_for`` writing to stdout (``--nodaemon``), stdout captured."""
+    out = io.StringIO()
+    real, sys.stdout = sys.stdout, out
+    try:
+        observer = log_observer_for(log_format, {"nodaemon": True}, level)
+    finally:
+        sys.stdout = real
+    assert observer is not None
+    return observer, out

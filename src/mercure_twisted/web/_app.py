@@ -33,6 +33,7 @@ from ..auth import (
 from ..config import DEFAULT_HUB_PATH, HubConfig
 from ..dialects import DRAFT07, DRAFT08, Dialect, RequestError, detect
 from ..hub import Hub
+from ..logs import debug_logged
 from ..subscriber import Subscriber
 from ..transports import TransportUnavailable
 from ..update import Update, new_event_id
@@ -73,6 +74,11 @@ class HubWeb:
         """The hub's URL: ``public_url``, or derived from the request."""
         if self.config.public_url:
             return self.config.public_url
+        # A publish needs it twice (its Link header, the token's audience),
+        # and isSecure is a zope adapter lookup: derived once per request.
+        derived: str | None = getattr(request, "derived_hub_url", None)
+        if derived is not None:
+            return derived
         scheme = "https" if request.isSecure() else "http"
         host = request.getHeader(b"host")
         if host:
@@ -80,7 +86,12 @@ class HubWeb:
         else:
             address = request.getHost()
             authority = f"{getattr(address, 'host', 'localhost')}:{getattr(address, 'port', 80)}"
-        return f"{scheme}://{authority}{HUB_PATH}"
+        derived = f"{scheme}://{authority}{HUB_PATH}"
+        try:
+            request.derived_hub_url = derived  # type: ignore[attr-defined]
+        except AttributeError:
+            pass  # a request type that takes no new attribute
+        return derived
 
     def metadata_url(self, request: IRequest) -> str | None:
         if not self.config.accepts_draft08:
@@ -337,10 +348,11 @@ class HubWeb:
             stored = await self.hub.publish(update)
         except TransportUnavailable as e:
             return answer_error(request, 503, f"update not stored: {e}")
-        self.log.debug(
-            "published {id} to {topics} ({size} bytes)",
-            id=stored.id, topics=list(stored.topics), size=len(stored.data),
-        )
+        if debug_logged():
+            self.log.debug(
+                "published {id} to {topics} ({size} bytes)",
+                id=stored.id, topics=list(stored.topics), size=len(stored.data),
+            )
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return stored.id.encode("utf-8")
 

@@ -52,13 +52,15 @@ class BoundedRequest(Request):
     # point; these, set late (the producer when a stream opens), would push
     # every open stream's dict into a private ~1.5 KB table, so they live in
     # slots instead.
-    __slots__ = ("producer", "streamingProducer", "started_at")
+    __slots__ = ("producer", "streamingProducer", "started_at", "derived_hub_url")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.producer = None
         self.streamingProducer = False
         #: When the request arrived (the site's clock), for the access log's duration.
         self.started_at: float | None = None
+        #: The hub URL derived from this request (``HubWeb.hub_url``).
+        self.derived_hub_url: str | None = None
         super().__init__(*args, **kwargs)
         # The hub reads a publish body itself (``HubWeb.read_body``);
         # twisted.web would parse every form body into ``request.args``

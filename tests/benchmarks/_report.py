@@ -269,6 +269,11 @@ def _cpu_table(add: Any, data: dict[str, list[dict[str, Any]]], names: list[str]
                 f"{ceiling:.0f} events/s, **{ceiling / single[0]:.2f}x** the single process's "
                 f"{single[0]:.0f}.")
             add("")
+        if any("parallel_speedup" in r for r in two):
+            add("Measured right before each 2-process round: two CPU-bound processes did "
+                f"{_cell(two, 'parallel_speedup', 1, '{:.2f}')}x the work of one on this machine "
+                "(2.00x on two free cores; the spread is other users' load on the machine).")
+            add("")
 
 
 def _goal(add: Any, target: str, what: str, value: float | None, goal: float, op: str) -> None:

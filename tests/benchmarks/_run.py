@@ -90,6 +90,36 @@ def _stats(samples: list[int]) -> dict[str, float]:
     }
 
 
+_SPIN = (
+    "import time,sys\n"
+    "end=time.perf_counter()+float(sys.argv[1]);n=0\n"
+    "while time.perf_counter()<end:\n"
+    "    for _ in range(10000): n+=1\n"
+    "print(n)\n"
+)
+
+
+def parallel_speedup(seconds: float = 1.0) -> float:
+    """How much more CPU-bound work two processes do at once than one alone.
+
+    2.0 on two idle cores; less when the machine's cores are shared (other
+    users' load, or virtual cores that are one physical core's threads).
+    It bounds what a second hub process can add.
+    """
+    import subprocess
+    import sys
+
+    def spin(n: int) -> int:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN, str(seconds)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        return sum(int(p.communicate()[0]) for p in procs)
+
+    before = spin(1)
+    two = spin(2)
+    one = (before + spin(1)) / 2  # one alone before and after: the load may change
+    return two / one if one else 0.0
+
+
 #: SO_RCVLOWAT of the subscribers counted in the throughput phase.
 LOW_WATER = 16 * 1024
 
@@ -223,6 +253,10 @@ async def one_round(spec: _targets.Spec, settings: Settings, workdir: Path, repo
                 # read in 16 KiB gulps (see Holder.start_draining).
                 holder.start_draining(1 if isinstance(holder, _load.Probe) else LOW_WATER)
                 holder.received = 0
+            if len(running.procs) > 1:
+                # Right before the phase that a second process should speed up.
+                out["parallel_speedup"] = await asyncio.to_thread(parallel_speedup)
+                log(f"  two CPU-bound processes do {out['parallel_speedup']:.2f}x the work of one")
             start = time.monotonic()
             meter = CpuMeter(running, helpers or [])
             meter.start()

@@ -533,3 +533,29 @@ async def test_rediss_with_a_pinned_ca(tmp_path: Path) -> None:
         await untrusted.stop()
     finally:
         server.stop()
+
+
+def xread_calls(server: RedisServer) -> int:
+    stats = server.command("INFO", "commandstats")
+    text = stats.decode() if isinstance(stats, bytes) else str(stats)
+    for line in text.splitlines():
+        if line.startswith("cmdstat_xread:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_busy_stream_is_read_once_per_delay_and_its_updates_dispatched_together(
+    nodes: Nodes,
+) -> None:
+    transport, dispatched = await nodes.start(busy_read_delay=1.0)
+    await transport.publish(update("first"))
+    await wait_until(lambda: len(dispatched) == 1, "the first update")
+    # The reader is now waiting out the delay (its read found an update):
+    # the five published meanwhile come back in one read.
+    before = xread_calls(nodes.server)
+    for i in range(5):
+        await transport.publish(update(f"u{i}"))
+    await wait_until(lambda: len(dispatched) == 6, "the five others")
+    assert ids(dispatched) == ["first", "u0", "u1", "u2", "u3", "u4"]
+    assert xread_calls(nodes.server) - before <= 1

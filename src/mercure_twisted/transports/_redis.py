@@ -62,6 +62,15 @@ MIN_STREAM_AGE = 60.0
 #: How long one XREAD blocks on the server before it is issued again.
 READ_BLOCK_MS = 5000
 READ_COUNT = 500
+#: While the stream is busy (the last read returned updates), the next read
+#: waits this long first, so that it brings the updates of that time
+#: together: they are dispatched in one reactor pass, and each stream
+#: sends them in one ``send`` (web/_sse.py).  Without it a node dispatches
+#: about as many reads as there are updates, and the fewer subscribers a
+#: node holds, the faster it comes back for each single update: with 2
+#: nodes of 500 subscribers the benchmark measured 1.5 updates per send
+#: against 2.6 for one node of 1,000.  A quiet stream is read at once.
+BUSY_READ_DELAY = 0.002
 #: How long ``stop`` waits for publishes in flight.
 STOP_BOUND = 5.0
 
@@ -146,9 +155,11 @@ class RedisTransport:
         node: str | None = None,
         min_stream_length: int = MIN_STREAM_LENGTH,
         min_stream_age: float = MIN_STREAM_AGE,
+        busy_read_delay: float = BUSY_READ_DELAY,
     ) -> None:
         self.settings = settings
         self._reactor = reactor
+        self._busy_read_delay = busy_read_delay
         self._history_size = max(0, history_size)
         self._max_age_ms = int(history_max_age * 1000)
         self._stream_length = max(self._history_size, min_stream_length)
@@ -326,9 +337,13 @@ class RedisTransport:
                 self.log.error("redis reader: {error}; retrying", error=str(e))
                 await deferLater(self._reactor, 1.0, lambda: None)
                 continue
+            busy = False
             for _key, entries in reply or ():
                 for sid, fields in entries:
                     self._consume(sid, fields)
+                busy = busy or 0 < len(entries) < READ_COUNT
+            if busy and self._busy_read_delay > 0:
+                await deferLater(self._reactor, self._busy_read_delay, lambda: None)
 
     def _consume(self, sid: bytes, fields: Any) -> None:
         self._last_seen = sid.decode()

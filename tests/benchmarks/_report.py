@@ -109,7 +109,7 @@ def write(result: dict[str, Any], command: str, out: Path, png: Path, started: f
     add("")
     add(f"The last column is the RSS growth from {large} to the most held, divided by the "
         "subscribers added: the cost of one more subscriber, without what a process had "
-        "reserved (or left as garbage) before the first (Node's heap grows ahead of its use).")
+        "reserved (or left as garbage) before the first.")
     add("")
 
     add("## 2. Publish-to-receive latency, one topic (ms)")

@@ -240,6 +240,19 @@ class StreamFootprintTests(SynchronousTestCase):
             case.doCleanups()
 
 
+    def test_derived_hub_url_dropped_once_the_stream_started(self) -> None:
+        from mercure_twisted.web._site import BoundedRequest
+        from mercure_twisted.web._sse import start_stream
+        from twisted.web.test.requesthelper import DummyChannel
+
+        request = BoundedRequest(DummyChannel())
+        request.method, request.clientproto = b"GET", b"HTTP/1.1"
+        request.derived_hub_url = "http://x/.well-known/mercure"
+        start_stream(request)
+        self.assertTrue(request.startedWriting)
+        self.assertIsNone(request.derived_hub_url)
+
+
 class _Producer:
     def pauseProducing(self) -> None: ...
 

@@ -232,5 +232,8 @@ def start_stream(request: IRequest) -> None:
     request.write(OPENING)
     if getattr(request, "startedWriting", False):
         # The headers are on the wire and nothing reads them again: a
-        # stream that lives for hours need not keep them (~1 KB each).
+        # stream that lives for hours need not keep them (~1 KB each),
+        # nor the hub URL they were derived with (HubWeb.hub_url, 0.1 KB).
         request.responseHeaders = Headers()
+        if getattr(request, "derived_hub_url", None) is not None:
+            request.derived_hub_url = None  # type: ignore[attr-defined]

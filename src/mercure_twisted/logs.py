@@ -37,15 +37,15 @@ from .subscriber import Subscriber
 from .update import Update
 
 __all__ = [
-    "StreamLog",
     "AtLeastLevel",
+    "StreamLog",
     "access_line",
     "debug_logged",
     "json_observer",
     "log_observer_for",
     "redact",
-    "text_observer",
     "register_capability_prefix",
+    "text_observer",
 ]
 
 #: A JWS/JWT compact serialization: base64url JSON header (``eyJ`` is

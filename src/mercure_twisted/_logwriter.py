@@ -53,10 +53,13 @@ class TurnFileLogObserver:
         _observers.add(self)
 
     def _running_reactor(self) -> Any:
-        reactor = self._reactor
-        if reactor is None:
-            from twisted.internet import reactor  # the installed one, late
-        return reactor if getattr(reactor, "running", False) else None
+        if self._reactor is None:
+            # The installed reactor, looked up at the first event (twistd
+            # installs it before it builds the observer; a test may not).
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor if getattr(self._reactor, "running", False) else None
 
     def __call__(self, event: LogEvent) -> None:
         text = self._format(event)

@@ -25,6 +25,8 @@ import asyncio
 import json
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,9 +108,6 @@ def parallel_speedup(seconds: float = 1.0) -> float:
     users' load, or virtual cores that are one physical core's threads).
     It bounds what a second hub process can add.
     """
-    import subprocess
-    import sys
-
     def spin(n: int) -> int:
         procs = [subprocess.Popen([sys.executable, "-c", _SPIN, str(seconds)],
                                   stdout=subprocess.PIPE, text=True) for _ in range(n)]

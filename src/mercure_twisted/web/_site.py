@@ -18,6 +18,7 @@ from twisted.web.server import Request, Site
 
 from ..logs import access_line
 from ..shutdown import OpenConnections
+from ._footprint import register_connection_attributes
 
 __all__ = ["HubSite", "redact_uri"]
 
@@ -96,6 +97,8 @@ class BoundedRequest(Request):
             return
         super().handleContentChunk(data)
 
+
+register_connection_attributes(BoundedRequest)
 
 _UNLOGGED_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
 #: Module level: a Logger read through a class takes the class's namespace.

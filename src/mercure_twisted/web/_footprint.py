@@ -62,7 +62,7 @@ REQUEST_ATTRIBUTES = (
 
 def register_attribute_names(cls: type, names: Iterable[str]) -> None:
     """Put ``names`` in the attribute table ``cls``'s instances share."""
-    placeholder = object.__new__(cls)
+    placeholder: object = object.__new__(cls)
     for name in names:
         object.__setattr__(placeholder, name, None)
 

@@ -8,7 +8,9 @@ disconnected, so that one slow reader never makes the hub's memory grow.
 
 While history is replayed, live events are held and then released without
 loss or duplicate: the replay tells up to which transport position it
-covered, and only held events after that position are written.
+covered, and only events after that position are written, those held and
+those that reach this process later (a cluster node's copy of an update
+can arrive after another node's history already held it).
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ class Subscriber:
     __slots__ = (
         "id", "matchers", "match_types", "grants", "dialect", "_sink", "_clock",
         "_on_close", "_max_buffer", "_dispatch_timeout", "last_write",
-        "_held", "_paused_since", "_queue", "_queued_bytes", "_lag_timer", "closed",
-        "__weakref__",
+        "_held", "_replayed_to", "_paused_since", "_queue", "_queued_bytes", "_lag_timer",
+        "closed", "__weakref__",
     )
 
     def __init__(
@@ -91,6 +93,9 @@ class Subscriber:
         self._dispatch_timeout = dispatch_timeout
         self.last_write = clock.seconds()
         self._held: list[Update] | None = None
+        #: The transport position a replay covered: live updates up to it
+        #: were written by the replay already.
+        self._replayed_to: Any = None
         self._paused_since: float | None = None
         self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
@@ -124,6 +129,10 @@ class Subscriber:
         if self._held is not None:
             self._held.append(update)
             return
+        replayed_to = self._replayed_to
+        if replayed_to is not None and update.position is not None:
+            if update.position <= replayed_to:
+                return
         self.send(update.encoded)
 
     def hold(self) -> None:
@@ -140,11 +149,9 @@ class Subscriber:
                 self.send(update.encoded)
         # Only a found id's replay covers events up to ``up_to``; an unknown
         # one replays nothing, so every held event is still to be sent.
-        covered = history.found and history.up_to is not None
+        if history.found and history.up_to is not None:
+            self._replayed_to = history.up_to
         for update in held:
-            if covered and update.position is not None:
-                if update.position <= history.up_to:
-                    continue
             self.deliver(update)
 
     def send(self, data: bytes) -> None:

@@ -162,6 +162,18 @@ class HubTests(SynchronousTestCase):
         self.assertTrue(history.found)
         self.assertEqual(sink.ids(), ["live1", "live2"])
 
+    def test_a_late_live_copy_of_a_replayed_update_is_not_sent_again(self) -> None:
+        """In a cluster, this node's copy of an update can arrive after its
+        replay, read from the shared history, already sent it."""
+        sink, _, history = self.slow_replay("old")
+        live1 = self.transport._log[-2]  # type: ignore[attr-defined]
+        self.assertEqual(live1.id, "live1")
+        self.assertEqual(live1.position, history.up_to)
+        [sub] = self.hub.subscribers.values()
+        sub.deliver(live1)
+        self.publish(update("t", "later"))
+        self.assertEqual(sink.ids(), ["live1", "live2", "later"])
+
     def test_live_events_during_an_unknown_id_replay_are_not_lost(self) -> None:
         """An unknown id replays nothing: every live event held meanwhile is
         sent, even those stored before the transport answered."""

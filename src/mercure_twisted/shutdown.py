@@ -48,14 +48,33 @@ class OpenConnections:
             try:
                 lost(reason)
             finally:
-                if not self._open:
-                    waiting, self._empty = self._empty, []
-                    for d in waiting:
-                        d.callback(None)
+                self._tell_if_empty()
 
         # An instance attribute shadows the class's method: no wrapper
         # protocol sits between the transport and the channel on every write.
         setattr(protocol, "connectionLost", connection_lost)
+
+    def adopt(self, previous: IProtocol, protocol: IProtocol) -> None:
+        """``protocol`` took the connection over from ``previous`` (a
+        subscriber's stream, ``web._sse``): it calls ``lost`` itself when
+        the connection ends, and ``previous`` is forgotten."""
+        self._open.discard(previous)
+        try:
+            delattr(previous, "connectionLost")  # the hook ``track`` set
+        except AttributeError:
+            pass
+        self._open.add(protocol)
+
+    def lost(self, protocol: IProtocol) -> None:
+        """The connection of ``protocol`` ended."""
+        self._open.discard(protocol)
+        self._tell_if_empty()
+
+    def _tell_if_empty(self) -> None:
+        if not self._open:
+            waiting, self._empty = self._empty, []
+            for d in waiting:
+                d.callback(None)
 
     def __len__(self) -> int:
         return len(self._open)

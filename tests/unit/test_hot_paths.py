@@ -1,7 +1,9 @@
 """The hot paths' reliance on Twisted internals, and what they save.
 
-The direct socket write of ``RequestSink`` (see ``web/_sse.py``) relies on private attributes of twisted.web's ``Request`` and
-twisted.internet's TCP ``Connection``: these tests drive a real
+The direct socket write of ``RequestSink`` and its taking over of a
+stream's connection (see ``web/_sse.py``) rely on private attributes of
+twisted.web's ``Request`` and ``HTTPChannel`` and twisted.internet's TCP
+``Connection``: these tests drive a real
 ``tcp.Server`` transport over a loopback TCP connection (with a memory reactor, so no
 buffered write is ever flushed behind the test's back) and fail if those
 attributes change or the fast path stops being taken.
@@ -9,17 +11,23 @@ attributes change or the fast path stops being taken.
 
 from __future__ import annotations
 
+import gc
 import socket
+import weakref
 
 from twisted.internet import tcp
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
+from twisted.logger import capturedLogs
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from mercure_twisted.web import _sse
-from mercure_twisted.web._sse import RequestSink, send_now, start_stream
+from mercure_twisted.web._site import HubSite
+from mercure_twisted.web._sse import ABORT_AFTER, RequestSink, StreamRecord, send_now, start_stream
 
 
 class _Port:
@@ -36,10 +44,16 @@ class _Stream(Resource):
     def render_GET(self, request: object) -> object:
         start_stream(request)  # type: ignore[arg-type]
         self.sinks.append(RequestSink(request))  # type: ignore[arg-type]
+        self.request = request
         return NOT_DONE_YET
 
 
-class FastWriteTests(SynchronousTestCase):
+class _LoopbackStream(SynchronousTestCase):
+    """A real ``tcp.Server`` over loopback, served by ``make_site``'s Site."""
+
+    def make_site(self, resource: Resource, clock: Clock) -> Site:
+        return Site(resource, reactor=clock)
+
     def setUp(self) -> None:
         with socket.create_server(("127.0.0.1", 0)) as listener:
             self.client = socket.create_connection(listener.getsockname())
@@ -52,8 +66,8 @@ class FastWriteTests(SynchronousTestCase):
         # clock that never advances must not hold it.
         _sse._passes[:] = [0, 0]
         _sse._held.clear()
-        site = Site(self.resource, reactor=self.clock)
-        self.protocol = site.buildProtocol(None)
+        self.site = self.make_site(self.resource, self.clock)
+        self.protocol = self.site.buildProtocol(None)
         self.transport = tcp.Server(
             self.server_socket, self.protocol, ("127.0.0.1", 5555), _Port(), 1, MemoryReactor()
         )
@@ -83,6 +97,9 @@ class FastWriteTests(SynchronousTestCase):
             pass
         return chunks
 
+
+
+class FastWriteTests(_LoopbackStream):
     def test_private_attributes_exist(self) -> None:
         sink = self.open_stream()
         request = sink._request  # type: ignore[attr-defined]
@@ -211,6 +228,159 @@ class FastWriteTests(SynchronousTestCase):
         self.assertFalse(send_now(request, b"data: x\n\n"))
 
 
+class _Producer:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def pauseProducing(self) -> None:
+        self.events.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.events.append("resume")
+
+    def stopProducing(self) -> None:
+        self.events.append("stop")
+
+
+class TakeOverTests(_LoopbackStream):
+    """A stream whose headers are out becomes its connection's protocol."""
+
+    def make_site(self, resource: Resource, clock: Clock) -> Site:
+        # The hub's Site (connections tracked, access log), as in ``twistd mercure``.
+        return HubSite(resource, max_body_size=1024, reactor=clock)
+
+    def take_over(self, request_line: bytes = b"GET /s?authorization=secret HTTP/1.1") -> tuple[RequestSink, _Producer]:
+        self.protocol.dataReceived(request_line + b"\r\nHost: x\r\nUser-Agent: ua/1\r\n\r\n")
+        [sink] = self.resource.sinks
+        producer = _Producer()
+        sink.register_producer(producer)  # type: ignore[arg-type]
+        return sink, producer
+
+    def test_the_sink_becomes_the_protocol_and_the_subscriber_the_producer(self) -> None:
+        sink, producer = self.take_over()
+        self.assertIs(self.transport.protocol, sink)
+        self.assertIs(self.transport.producer, producer)
+        self.assertIs(sink.transport, self.transport)
+        self.assertIsInstance(sink._request, StreamRecord)  # type: ignore[attr-defined]
+        self.assertEqual(set(self.site.connections._open), {sink})  # type: ignore[attr-defined]
+        self.flush()
+        received = self.read()
+        self.assertIn(b"Transfer-Encoding: chunked", received)
+        self.assertTrue(received.endswith(b"3\r\n:\n\n\r\n"), received)
+
+    def test_twisted_web_objects_freed_without_the_cycle_collector(self) -> None:
+        gc.disable()
+        self.addCleanup(gc.enable)
+        channel = weakref.ref(self.protocol._channel)  # type: ignore[attr-defined]
+        protocol = weakref.ref(self.protocol)
+        sink, _ = self.take_over()
+        del self.protocol
+        request = weakref.ref(self.resource.request)
+        del self.resource.request
+        self.assertIsNone(request())
+        self.assertIsNone(channel())
+        self.assertIsNone(protocol())
+
+    def test_events_framed_as_chunks_straight_to_the_socket(self) -> None:
+        sink, _ = self.take_over()
+        self.flush()
+        self.read()
+        sink.write(b"data: 1\n\n")
+        self.assertEqual(self.read(), b"9\r\ndata: 1\n\n\r\n")
+        sink.write(b"data: 2\n\n")
+        sink.write(b"data: 3\n\n")
+        self.assertEqual(self.read(), b"")
+        self.clock.advance(0)
+        self.assertEqual(self.read(), b"9\r\ndata: 2\n\n\r\n9\r\ndata: 3\n\n\r\n")
+
+    def test_events_wait_behind_queued_bytes(self) -> None:
+        sink, _ = self.take_over()
+        sink.write(b"data: 1\n\n")  # the headers are still queued
+        self.assertEqual(self.read(), b"")
+        self.flush()
+        self.assertTrue(self.read().endswith(b"3\r\n:\n\n\r\n9\r\ndata: 1\n\n\r\n"))
+
+    def test_clean_end_last_chunk_access_line_and_close(self) -> None:
+        sink, producer = self.take_over()
+        self.flush()
+        self.read()
+        sink.write(b"data: 1\n\n")
+        sink.write(b"data: 2\n\n")
+        with capturedLogs() as events:
+            sink.finish()
+        self.assertIsNone(self.transport.producer)
+        self.assertTrue(self.transport.disconnecting)
+        self.flush()
+        self.assertEqual(self.read(), b"9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\n0\r\n\r\n")
+        [access] = [e for e in events if e.get("log_namespace") == "mercure.access"]
+        self.assertEqual(access["status"], 200)
+        self.assertEqual(access["method"], "GET")
+        self.assertEqual(access["user_agent"], "ua/1")
+        self.assertNotIn("secret", access["uri"])
+        self.assertEqual(access["bytes"], len(b":\n\n") + 2 * len(b"data: 1\n\n"))
+        self.assertEqual(producer.events, [])
+
+    def test_a_connection_that_does_not_flush_its_end_is_dropped(self) -> None:
+        sink, _ = self.take_over()
+        aborted: list[bool] = []
+        self.transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        sink.finish()
+        self.clock.advance(ABORT_AFTER - 1)
+        self.assertEqual(aborted, [])
+        self.clock.advance(1)
+        self.assertEqual(aborted, [True])
+
+    def test_client_gone_tells_the_subscriber_and_shutdown(self) -> None:
+        sink, producer = self.take_over()
+        lost: list[bool] = []
+        sink.on_lost = lambda: lost.append(True)
+        waiting = self.site.connections.close_all()
+        self.assertFalse(waiting.called)
+        self.transport.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(producer.events, ["stop"])
+        self.assertEqual(lost, [True])
+        self.assertTrue(waiting.called)
+        sink.write(b"data: late\n\n")
+        sink.finish()
+
+    def test_close_after_the_end_cancels_the_abort(self) -> None:
+        sink, _ = self.take_over()
+        sink.finish()
+        self.transport.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_what_the_client_sends_afterwards_pauses_reading(self) -> None:
+        sink, _ = self.take_over()
+        self.flush()
+        self.read()
+        self.transport.startReading()
+        sink.dataReceived(b"GET /next HTTP/1.1\r\n\r\n")
+        self.assertEqual(self.read(), b"")
+        self.assertEqual(len(self.resource.sinks), 1)
+
+    def test_pipelined_request_keeps_twisted_web(self) -> None:
+        self.protocol.dataReceived(
+            b"GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /t HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        [sink] = self.resource.sinks
+        sink.register_producer(_Producer())  # type: ignore[arg-type]
+        self.assertIs(self.transport.protocol, self.protocol)
+        self.assertNotIsInstance(sink._request, StreamRecord)  # type: ignore[attr-defined]
+
+    def test_http10_keeps_twisted_web(self) -> None:
+        sink, _ = self.take_over(b"GET /s HTTP/1.0")
+        self.assertIs(self.transport.protocol, self.protocol)
+
+    def test_private_attributes_of_the_take_over_exist(self) -> None:
+        self.protocol.dataReceived(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        channel = self.protocol._channel  # type: ignore[attr-defined]
+        [sink] = self.resource.sinks
+        self.assertEqual(channel.requests, [sink._request])  # type: ignore[attr-defined]
+        self.assertEqual(channel._dataBuffer, [])
+        self.assertIs(self.transport.producer, channel)
+        self.assertIs(self.transport.protocol, self.protocol)
+
+
 class StreamFootprintTests(SynchronousTestCase):
     """What an open stream keeps (see ``BoundedRequest`` and ``start_stream``)."""
 
@@ -251,14 +421,6 @@ class StreamFootprintTests(SynchronousTestCase):
         start_stream(request)
         self.assertTrue(request.startedWriting)
         self.assertIsNone(request.derived_hub_url)
-
-
-class _Producer:
-    def pauseProducing(self) -> None: ...
-
-    def resumeProducing(self) -> None: ...
-
-    def stopProducing(self) -> None: ...
 
 
 class FormBodyTests(SynchronousTestCase):

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 
-from twisted.internet import tcp
-from twisted.internet.testing import MemoryReactor, MemoryReactorClock
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Site
 
 from mercure_twisted.web import _footprint
 from mercure_twisted.web._site import HubSite
 
-
-class _Port:
-    _realPortNumber = 3000
+from ._loopback import LoopbackStream
 
 
 class _Recording(Resource):
@@ -58,37 +54,28 @@ class RegistrationTests(SynchronousTestCase):
         self.assertLess(_late_names(registered=True), unregistered)
 
 
-class NamesCoveredTests(SynchronousTestCase):
+class NamesCoveredTests(LoopbackStream):
     """Every name Twisted sets on a hub connection's objects is registered:
     a Twisted release that sets a new one fails here, and the list in
     ``web/_footprint.py`` is extended (up to the table's 29 names)."""
 
-    def setUp(self) -> None:
-        with socket.create_server(("127.0.0.1", 0)) as listener:
-            self.client = socket.create_connection(listener.getsockname())
-            self.server_socket, _ = listener.accept()
-        self.server_socket.setblocking(False)
-        self.addCleanup(self.client.close)
-        self.addCleanup(self.server_socket.close)
-        self.resource = _Recording()
-        site = HubSite(self.resource, max_body_size=1024, reactor=MemoryReactorClock())
-        self.protocol = site.buildProtocol(None)
-        self.transport = tcp.Server(
-            self.server_socket, self.protocol, ("127.0.0.1", 5555), _Port(), 1, MemoryReactor()
-        )
-        self.protocol.makeConnection(self.transport)
+    def make_resource(self) -> Resource:
+        return _Recording()
+
+    def make_site(self, resource: Resource, clock: Clock) -> Site:
+        return HubSite(resource, max_body_size=1024, reactor=clock)
 
     def test_names_of_a_connection_that_served_requests(self) -> None:
         self.protocol.dataReceived(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
         [first] = self.resource.requests
-        self.transport.doWrite()
+        self.flush()
         first.finish()  # type: ignore[attr-defined]
         self.protocol.dataReceived(
             b"POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: a/b\r\n"
             b"Content-Length: 3\r\n\r\nabc"
         )
         [_, second] = self.resource.requests
-        self.transport.doWrite()
+        self.flush()
         channel = self.protocol._channel  # type: ignore[attr-defined]
         self.assertLessEqual(set(vars(self.transport)), set(_footprint.TCP_SERVER_ATTRIBUTES))
         self.assertLessEqual(set(vars(channel)), set(_footprint.HTTP_CHANNEL_ATTRIBUTES))

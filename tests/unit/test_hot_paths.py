@@ -12,94 +12,24 @@ attributes change or the fast path stops being taken.
 from __future__ import annotations
 
 import gc
-import socket
 import weakref
 
-from twisted.internet import tcp
-from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactor
-from twisted.logger import capturedLogs
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import Request, Site
 
 from mercure_twisted.web import _sse
 from mercure_twisted.web._site import HubSite
-from mercure_twisted.web._sse import ABORT_AFTER, RequestSink, StreamRecord, send_now, start_stream
+from mercure_twisted.web._sse import ABORT_AFTER, RequestSink, StreamRecord, send_now
+
+from ._loopback import LoopbackStream
 
 
-class _Port:
-    _realPortNumber = 3000
-
-
-class _Stream(Resource):
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sinks: list[RequestSink] = []
-
-    def render_GET(self, request: object) -> object:
-        start_stream(request)  # type: ignore[arg-type]
-        self.sinks.append(RequestSink(request))  # type: ignore[arg-type]
-        self.request = request
-        return NOT_DONE_YET
-
-
-class _LoopbackStream(SynchronousTestCase):
-    """A real ``tcp.Server`` over loopback, served by ``make_site``'s Site."""
-
-    def make_site(self, resource: Resource, clock: Clock) -> Site:
-        return Site(resource, reactor=clock)
-
-    def setUp(self) -> None:
-        with socket.create_server(("127.0.0.1", 0)) as listener:
-            self.client = socket.create_connection(listener.getsockname())
-            self.server_socket, _ = listener.accept()
-        self.server_socket.setblocking(False)
-        self.client.settimeout(5)
-        self.resource = _Stream()
-        self.clock = Clock()
-        # The pass count is the process's (one reactor); another test's
-        # clock that never advances must not hold it.
-        _sse._passes[:] = [0, 0]
-        _sse._held.clear()
-        self.site = self.make_site(self.resource, self.clock)
-        self.protocol = self.site.buildProtocol(None)
-        self.transport = tcp.Server(
-            self.server_socket, self.protocol, ("127.0.0.1", 5555), _Port(), 1, MemoryReactor()
-        )
-        self.protocol.makeConnection(self.transport)
-        self.addCleanup(self.client.close)
-        self.addCleanup(self.server_socket.close)
-
-    def open_stream(self, version: bytes = b"HTTP/1.1") -> RequestSink:
-        self.protocol.dataReceived(b"GET /s " + version + b"\r\nHost: x\r\n\r\n")
-        [sink] = self.resource.sinks
-        return sink
-
-    def flush(self) -> None:
-        """What the reactor does when the socket is writable."""
-        self.transport.doWrite()
-
-    def read(self) -> bytes:
-        chunks = b""
-        self.client.setblocking(False)
-        try:
-            while True:
-                chunk = self.client.recv(65536)
-                if not chunk:  # the server side closed: nothing more will come
-                    break
-                chunks += chunk
-        except BlockingIOError:
-            pass
-        return chunks
-
-
-
-class FastWriteTests(_LoopbackStream):
+class FastWriteTests(LoopbackStream):
     def test_private_attributes_exist(self) -> None:
         sink = self.open_stream()
         request = sink._request  # type: ignore[attr-defined]
@@ -135,14 +65,7 @@ class FastWriteTests(_LoopbackStream):
         sink = self.open_stream()
         self.flush()
         self.read()
-        sink.write(b"data: 1\n\n")
-        self.assertEqual(self.read(), b"9\r\ndata: 1\n\n\r\n")
-        sink.write(b"data: 2\n\n")
-        sink.write(b"data: 3\n\n")
-        self.assertEqual(self.read(), b"")
-        self.assertFalse(self.transport._tempDataBuffer or self.transport.dataBuffer)
-        self.clock.advance(0)  # the reactor pass ends
-        self.assertEqual(self.read(), b"9\r\ndata: 2\n\n\r\n9\r\ndata: 3\n\n\r\n")
+        self.assert_first_write_direct_then_held(sink)
         # (Clock runs the next end of pass in the same advance; the reactor
         # would hold this one until its next pass.)
         sink.write(b"data: 4\n\n")
@@ -242,7 +165,7 @@ class _Producer:
         self.events.append("stop")
 
 
-class TakeOverTests(_LoopbackStream):
+class TakeOverTests(LoopbackStream):
     """A stream whose headers are out becomes its connection's protocol."""
 
     def make_site(self, resource: Resource, clock: Clock) -> Site:
@@ -285,13 +208,7 @@ class TakeOverTests(_LoopbackStream):
         sink, _ = self.take_over()
         self.flush()
         self.read()
-        sink.write(b"data: 1\n\n")
-        self.assertEqual(self.read(), b"9\r\ndata: 1\n\n\r\n")
-        sink.write(b"data: 2\n\n")
-        sink.write(b"data: 3\n\n")
-        self.assertEqual(self.read(), b"")
-        self.clock.advance(0)
-        self.assertEqual(self.read(), b"9\r\ndata: 2\n\n\r\n9\r\ndata: 3\n\n\r\n")
+        self.assert_first_write_direct_then_held(sink)
 
     def test_events_wait_behind_queued_bytes(self) -> None:
         sink, _ = self.take_over()

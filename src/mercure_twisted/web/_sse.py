@@ -2,8 +2,9 @@
 
 Once its headers are out, a stream needs nothing of twisted.web but chunk
 framing, yet twisted.web's request and channel (parsed headers, query
-arguments, paths, addresses, Deferreds, the parser's state: about 3 KB, of
-an idle subscriber's 6) would live as long as the stream does.  On a
+arguments, paths, addresses, Deferreds, the parser's state: 3.5 of the
+6.1 KB an idle subscriber took, tracemalloc) would live as long as the
+stream does.  On a
 chunked HTTP/1.1 response over plain TCP, ``RequestSink.register_producer``
 takes the connection over instead: the sink becomes the transport's
 protocol, the subscriber its producer, and twisted.web's objects are freed.

@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from tests.unit.test_hot_paths import _Stream
+from tests.unit._loopback import StreamResource
 
 
 class H2AbortTests(SynchronousTestCase):
@@ -22,7 +22,7 @@ class H2AbortTests(SynchronousTestCase):
         from twisted.web._http2 import H2Connection
 
         reactor = MemoryReactorClock()
-        resource = _Stream()
+        resource = StreamResource()
         site = Site(resource, reactor=reactor)
         server = H2Connection(reactor)
         server.site = site

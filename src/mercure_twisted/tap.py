@@ -316,6 +316,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     from .logs import log_observer_for
     from .shutdown import HubTree
     from .tls import listen
+    from .web import _flush
 
     config = options.hub_config
     startup = _Startup()
@@ -347,6 +348,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     listeners: list[tuple[str, Any]] = [(with_backlog(e), site) for e in config.listen]
     if config.metrics_listen is not None and hub_service.metrics_site is not None:
         listeners.append((with_backlog(config.metrics_listen), hub_service.metrics_site))
+    # The answers and events written in a reactor pass leave at its end.
+    _flush.install()
     # ssl: endpoints get HTTP/2 through ALPN and certificates reloaded on SIGHUP.
     try:
         listen(top, listeners, reactor)

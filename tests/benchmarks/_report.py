@@ -289,14 +289,26 @@ def _ahead(data: dict[str, list[dict[str, Any]]], hub: str, peer: str) -> str:
     lower = ["mem_per_sub", "mem_per_sub_max", "mem_added", "small_p50", "small_p99", "large_p50", "large_p99", "matching_p50"]
     higher = ["rate_0", "rate_small", "held_max"]
     lost = []
+    uncompared = []
     for key in lower + higher:
+        peer_rounds = data.get(peer, [])
+        if key.startswith("large_"):
+            # A peer that opened fewer subscribers than asked was timed at
+            # that count: its figure is not one to compare with.
+            complete = [r for r in peer_rounds if "incomplete" not in r]
+            if len(complete) < len(peer_rounds):
+                uncompared.append(key)
+            peer_rounds = complete
         a = summarize(_values(data[hub], key))
-        b = summarize(_values(data.get(peer, []), key))
+        b = summarize(_values(peer_rounds, key))
         if a is None or b is None:
             continue
         if (key in lower and a[0] > b[0]) or (key in higher and a[0] < b[0]):
             lost.append(key)
-    return "yes" if not lost else "**no**: behind on " + ", ".join(lost)
+    verdict = "yes" if not lost else "**no**: behind on " + ", ".join(lost)
+    if uncompared:
+        verdict += f" ({', '.join(uncompared)} not compared: it held fewer subscribers)"
+    return verdict
 
 
 def _plot(data: dict[str, list[dict[str, Any]]], settings: dict[str, Any], png: Path) -> None:

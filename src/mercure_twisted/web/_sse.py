@@ -185,8 +185,7 @@ class RequestSink:
         # the connection closed once both are written.
         self.on_lost = None
         transport.write(LAST_CHUNK)
-        if self._site is not None:
-            self._site.log(self._request)
+        self._site.log(self._request)  # taken over only with a site
         transport.loseConnection()
         self._closing = self._clock.callLater(  # type: ignore[union-attr]
             ABORT_AFTER, transport.abortConnection

@@ -164,7 +164,7 @@ class _TLSServerProtocol(TLSMemoryBIOProtocol):
     ``TLSMemoryBIOProtocol`` forwards unknown attributes to the TCP
     transport under it, so ``transport.TLS`` would read the plain socket's
     ``False`` and ``transport.socket`` the raw socket: code that writes
-    straight to the socket when ``not transport.TLS`` (``_sse.send_now``)
+    straight to the socket when ``not transport.TLS`` (``web._sse``)
     would then bypass the encryption.  Here ``TLS`` is True, as on a
     ``startTLS`` connection.
     """

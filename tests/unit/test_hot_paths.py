@@ -24,7 +24,7 @@ from twisted.web.server import Request, Site
 
 from mercure_twisted.web import _sse
 from mercure_twisted.web._site import HubSite
-from mercure_twisted.web._sse import ABORT_AFTER, RequestSink, StreamRecord, send_now
+from mercure_twisted.web._sse import ABORT_AFTER, RequestSink, StreamRecord, _tcp_transport
 
 from ._loopback import LoopbackStream
 
@@ -119,7 +119,7 @@ class FastWriteTests(LoopbackStream):
         sink = self.open_stream(b"HTTP/1.0")
         self.flush()
         self.read()
-        self.assertFalse(send_now(sink._request, b"data: x\n\n"))  # type: ignore[attr-defined]
+        self.assertIsNone(_tcp_transport(sink._request))  # type: ignore[attr-defined]
         sink.write(b"data: x\n\n")
         self.flush()
         self.assertEqual(self.read(), b"data: x\n\n")
@@ -130,7 +130,7 @@ class FastWriteTests(LoopbackStream):
             finished = False
             _disconnected = False
 
-        self.assertFalse(send_now(Stub(), b"data: x\n\n"))
+        self.assertIsNone(_tcp_transport(Stub()))
 
     def test_a_wrapper_that_delegates_to_tcp_takes_the_ordinary_path(self) -> None:
         """A TLS wrapper (like ``TLSMemoryBIOProtocol``) passes unknown
@@ -148,7 +148,7 @@ class FastWriteTests(LoopbackStream):
         request = sink._request  # type: ignore[attr-defined]
         request.channel.transport = Delegating()
         self.assertFalse(request.channel.transport.TLS)
-        self.assertFalse(send_now(request, b"data: x\n\n"))
+        self.assertIsNone(_tcp_transport(request))
 
 
 class _Producer:
@@ -209,6 +209,14 @@ class TakeOverTests(LoopbackStream):
         self.flush()
         self.read()
         self.assert_first_write_direct_then_held(sink)
+
+    def test_an_empty_write_is_not_the_last_chunk(self) -> None:
+        sink, _ = self.take_over()
+        self.flush()
+        self.read()
+        sink.write(b"")
+        sink.write(b"data: 1\n\n")
+        self.assertEqual(self.read(), b"9\r\ndata: 1\n\n\r\n")
 
     def test_events_wait_behind_queued_bytes(self) -> None:
         sink, _ = self.take_over()

@@ -125,11 +125,13 @@ class RequestSink:
             on_lost()
 
     def write(self, data: bytes) -> None:
-        """The first write of a reactor pass goes straight to the socket
-        (``send_now``); later ones in the same pass are held and leave
-        together, in one ``send``, when the pass ends: a burst of updates
-        costs one system call per stream, not one per update."""
-        if self._finished:
+        """The first write of a reactor pass goes straight to the socket;
+        later ones in the same pass are held and leave together, in one
+        ``send``, when the pass ends: a burst of updates costs one system
+        call per stream, not one per update.  Bytes already queued in the
+        transport go first.  A response this sink cannot write to directly
+        (not chunked, TLS, HTTP/2, no reactor) takes twisted.web's path."""
+        if self._finished or not data:
             return
         held = _held.get(self)
         if held is not None:
@@ -137,29 +139,20 @@ class RequestSink:
             self._request.sentLength += len(data)
             return
         transport = self._transport
-        if transport is not None:
-            self._request.sentLength += len(data)
-            if transport.dataBuffer or transport._tempDataBuffer:
-                transport.write(_chunk(data))  # behind what is queued
-            elif self._direct_pass != _passes[0]:
-                _send_chunks(transport, _chunk(data))
-                self._direct_pass = _passes[0]
-                _end_of_pass(self._clock)  # type: ignore[arg-type]
-            else:
-                _held[self] = [_chunk(data)]
+        if transport is None and self._clock is not None:
+            transport = _tcp_transport(self._request)
+        if transport is None:
+            self._request.write(data)
             return
-        clock = self._clock
-        if clock is not None:
-            if self._direct_pass != _passes[0]:
-                if send_now(self._request, data):
-                    self._direct_pass = _passes[0]
-                    _end_of_pass(clock)
-                    return
-            elif _tcp_transport(self._request) is not None:
-                _held[self] = [_chunk(data)]
-                self._request.sentLength += len(data)
-                return
-        self._request.write(data)
+        self._request.sentLength += len(data)
+        if transport.dataBuffer or transport._tempDataBuffer:
+            transport.write(_chunk(data))  # behind what is queued
+        elif self._direct_pass != _passes[0]:
+            _send_chunks(transport, _chunk(data))
+            self._direct_pass = _passes[0]
+            _end_of_pass(self._clock)  # type: ignore[arg-type]
+        else:
+            _held[self] = [_chunk(data)]
 
     def _release_held(self, chunks: list[bytes]) -> None:
         transport = self._transport or _tcp_transport(self._request)
@@ -374,22 +367,6 @@ def _send_chunks(transport: Any, chunks: bytes) -> None:
         sent = 0
     if sent < len(chunks):
         transport.write(chunks[sent:])
-
-
-def send_now(request: Any, data: bytes) -> bool:
-    """Send ``data`` on a chunked HTTP/1.1 response over plain TCP directly
-    to the socket, when the transport has nothing queued before it.
-
-    Returns False (nothing done) when the ordinary ``request.write`` must
-    be used: headers not sent yet, not chunked, TLS, HTTP/2, queued bytes or
-    a closing connection.
-    """
-    transport = _tcp_transport(request)
-    if transport is None or not data or transport.dataBuffer or transport._tempDataBuffer:
-        return False
-    request.sentLength += len(data)
-    _send_chunks(transport, _chunk(data))
-    return True
 
 
 def start_stream(request: IRequest) -> None:

@@ -18,10 +18,21 @@ from mercure_twisted.web import _sse
 from mercure_twisted.web._sse import RequestSink, start_stream
 
 
-class _Port:
+class Port:
     """What ``tcp.Server`` asks of the port that accepted it."""
 
     _realPortNumber = 3000
+
+
+def socket_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected loopback pair: the client (blocking, 5 s timeout) and
+    the server side (non-blocking, as a reactor's)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    server.setblocking(False)
+    client.settimeout(5)
+    return client, server
 
 
 class StreamResource(Resource):
@@ -50,11 +61,7 @@ class LoopbackStream(SynchronousTestCase):
         return StreamResource()
 
     def setUp(self) -> None:
-        with socket.create_server(("127.0.0.1", 0)) as listener:
-            self.client = socket.create_connection(listener.getsockname())
-            self.server_socket, _ = listener.accept()
-        self.server_socket.setblocking(False)
-        self.client.settimeout(5)
+        self.client, self.server_socket = socket_pair()
         self.resource = self.make_resource()
         self.clock = Clock()
         # The pass count is the process's (one reactor); another test's
@@ -64,7 +71,7 @@ class LoopbackStream(SynchronousTestCase):
         self.site = self.make_site(self.resource, self.clock)
         self.protocol = self.site.buildProtocol(None)
         self.transport = tcp.Server(
-            self.server_socket, self.protocol, ("127.0.0.1", 5555), _Port(), 1, MemoryReactor()
+            self.server_socket, self.protocol, ("127.0.0.1", 5555), Port(), 1, MemoryReactor()
         )
         self.protocol.makeConnection(self.transport)
         self.addCleanup(self.client.close)

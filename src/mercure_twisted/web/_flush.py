@@ -53,8 +53,8 @@ def _flush() -> None:
     transports = list(_pending)
     _pending.clear()
     for transport in transports:
-        if not transport.connected or getattr(transport, "_aborting", False):
-            continue  # an aborted connection's loss is already on its way
+        if not transport.connected:
+            continue
         try:
             why = transport.doWrite()
         except BaseException:
